@@ -1,0 +1,53 @@
+# Entry points of the project. `make run` and `make test` install what they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DAY ?= 2019-10-01
+SAMPLE := include/data/sample/2019-Oct-first-rows.csv
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export PYTHONPATH := $(CURDIR)/plugins
+export LAKEHOUSE_TARGET ?= local
+export LAKEHOUSE_LOCAL_ROOT ?= $(CURDIR)/.lake
+
+.PHONY: install run test lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-local.txt constraints-local.txt
+	@bin/check-prerequisites
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-local.txt -c constraints-local.txt
+	touch $@
+
+$(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+
+## Run the batch DAG on the local target for DAY (default 2019-10-01) on the shipped real rows.
+run: $(AIRFLOW_HOME)/airflow.db
+	$(BIN)/python -m lakehouse.cli land $(SAMPLE)
+	$(BIN)/airflow dags test ecommerce_batch_lakehouse $(DAY) > $(AIRFLOW_HOME)/dags-test.log 2>&1 \
+		|| (tail -n 60 $(AIRFLOW_HOME)/dags-test.log; echo "DAG run failed; full log: $(AIRFLOW_HOME)/dags-test.log"; exit 1)
+	@grep -E "DagRun Finished|state=success|Marking run" $(AIRFLOW_HOME)/dags-test.log | tail -n 1 || true
+	$(BIN)/python -m lakehouse.cli summary --date $(DAY)
+
+## Run the test suite.
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf .lake .airflow

@@ -1,0 +1,1 @@
+"""eCommerce lakehouse: the shared code of the batch and streaming DAGs."""

@@ -1,0 +1,156 @@
+"""Settings of the lakehouse, read from environment variables only.
+
+Nothing here calls the network, a Variable or a Connection: DAG files import this module while
+they are parsed. Tasks call ``Settings.from_env()`` when they run, so a changed variable takes
+effect on the next task without a new DAG version.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGETS = ("local", "aws")
+DEFAULT_TARGET = "local"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+GOLD_TABLES = (
+    "daily_unique_visitors",
+    "cart_abandonment",
+    "top_categories_hourly",
+    "top_categories_weekday",
+    "brand_marketing",
+)
+
+_BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+
+
+class SettingsError(ValueError):
+    """An environment variable of the lakehouse has an invalid value."""
+
+
+def target_name(env: Mapping[str, str] = os.environ) -> str:
+    """Return the target, ``local`` or ``aws``, from ``LAKEHOUSE_TARGET``."""
+    target = env.get("LAKEHOUSE_TARGET", DEFAULT_TARGET).strip().lower() or DEFAULT_TARGET
+    if target not in TARGETS:
+        raise SettingsError(f"invalid LAKEHOUSE_TARGET {target!r}: expected one of {', '.join(TARGETS)}")
+    return target
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(f"invalid {name} {raw!r}: expected a positive whole number")
+    return value
+
+
+def _name(env: Mapping[str, str], variable: str, default: str) -> str:
+    value = env.get(variable, "").strip() or default
+    if not _NAME_PATTERN.match(value):
+        raise SettingsError(f"invalid {variable} {value!r}: expected letters, digits, '_', '.' or '-'")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lake is and how each target reaches it."""
+
+    target: str
+    local_root: Path
+    bucket: str
+    glue_database: str
+    glue_job_name: str
+    glue_role: str
+    athena_workgroup: str
+    aws_conn_id: str
+    landing_timeout_seconds: int
+    landing_poke_seconds: int
+    sql_dir: Path
+    glue_scripts_dir: Path
+    spark_master: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        bucket = env.get("LAKEHOUSE_BUCKET", "").strip()
+        if bucket and not _BUCKET_PATTERN.match(bucket):
+            raise SettingsError(f"invalid LAKEHOUSE_BUCKET {bucket!r}: expected an S3 bucket name")
+        root = env.get("LAKEHOUSE_LOCAL_ROOT", "").strip()
+        return cls(
+            target=target_name(env),
+            local_root=Path(root).expanduser().resolve() if root else PROJECT_ROOT / ".lake",
+            bucket=bucket,
+            glue_database=_name(env, "LAKEHOUSE_GLUE_DATABASE", "ecommerce_lakehouse"),
+            glue_job_name=_name(env, "LAKEHOUSE_GLUE_JOB_NAME", "ecommerce_raw_to_silver"),
+            glue_role=env.get("LAKEHOUSE_GLUE_ROLE", "").strip(),
+            athena_workgroup=_name(env, "LAKEHOUSE_ATHENA_WORKGROUP", "ecommerce_lakehouse"),
+            aws_conn_id=_name(env, "LAKEHOUSE_AWS_CONN_ID", "aws_default"),
+            landing_timeout_seconds=_positive_int(env, "LAKEHOUSE_LANDING_TIMEOUT", 6 * 3600),
+            landing_poke_seconds=_positive_int(env, "LAKEHOUSE_LANDING_POKE_INTERVAL", 60),
+            sql_dir=Path(env.get("LAKEHOUSE_SQL_DIR", "") or PROJECT_ROOT / "include" / "sql"),
+            glue_scripts_dir=Path(env.get("LAKEHOUSE_GLUE_SCRIPTS_DIR", "") or PROJECT_ROOT / "glue_scripts"),
+            spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",
+        )
+
+    @property
+    def lake(self) -> Lake:
+        if self.target == "aws":
+            if not self.bucket:
+                raise SettingsError("missing LAKEHOUSE_BUCKET: the aws target needs the data bucket")
+            return Lake(f"s3://{self.bucket}")
+        return Lake(str(self.local_root))
+
+
+@dataclass(frozen=True)
+class Lake:
+    """The zones of the lake under one base: a local directory or ``s3://bucket``.
+
+    Both targets use the same relative layout, so a path computed here is valid on either.
+    """
+
+    base: str
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+    def landing_day(self, day: str) -> str:
+        return self.path("landing", "events", f"event_date={day}")
+
+    @property
+    def silver_events(self) -> str:
+        return self.path("silver", "events")
+
+    @property
+    def quarantine_events(self) -> str:
+        return self.path("quarantine", "events")
+
+    @property
+    def landing_quarantine(self) -> str:
+        return self.path("quarantine", "landing")
+
+    @property
+    def metrics(self) -> str:
+        return self.path("metrics", "raw_to_silver")
+
+    def gold_table(self, table: str) -> str:
+        return self.path("gold", table)
+
+    def gold_staging(self, table: str, token: str) -> str:
+        return self.path("gold", "_staging", table, token)
+
+    @property
+    def catalog_file(self) -> str:
+        return self.path("catalog", "lakehouse.duckdb")
+
+    @property
+    def dashboard_dir(self) -> str:
+        return self.path("dashboard")
