@@ -24,6 +24,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 
+from lakehouse.macros import MACROS
 from lakehouse.params import BATCH_PARAMS
 from lakehouse.settings import GOLD_TABLES
 from lakehouse.targets import load_target
@@ -49,6 +50,7 @@ with DAG(
         "execution_timeout": timedelta(hours=2),
     },
     params=BATCH_PARAMS,
+    user_defined_macros=MACROS,
     tags=["ecommerce", "lakehouse", "batch"],
 ) as dag:
     check_landing = target.check_landing("check_landing")

@@ -73,6 +73,10 @@ class Settings:
     glue_role: str
     athena_workgroup: str
     aws_conn_id: str
+    aws_region: str
+    quicksight_dataset_prefix: str
+    glue_worker_type: str
+    glue_workers: int
     landing_timeout_seconds: int
     landing_poke_seconds: int
     sql_dir: Path
@@ -94,12 +98,20 @@ class Settings:
             glue_role=env.get("LAKEHOUSE_GLUE_ROLE", "").strip(),
             athena_workgroup=_name(env, "LAKEHOUSE_ATHENA_WORKGROUP", "ecommerce_lakehouse"),
             aws_conn_id=_name(env, "LAKEHOUSE_AWS_CONN_ID", "aws_default"),
+            aws_region=env.get("LAKEHOUSE_AWS_REGION", "").strip(),
+            quicksight_dataset_prefix=_name(env, "LAKEHOUSE_QUICKSIGHT_DATASET_PREFIX", "ecommerce_"),
+            glue_worker_type=_name(env, "LAKEHOUSE_GLUE_WORKER_TYPE", "G.1X"),
+            glue_workers=_positive_int(env, "LAKEHOUSE_GLUE_WORKERS", 2),
             landing_timeout_seconds=_positive_int(env, "LAKEHOUSE_LANDING_TIMEOUT", 6 * 3600),
             landing_poke_seconds=_positive_int(env, "LAKEHOUSE_LANDING_POKE_INTERVAL", 60),
             sql_dir=Path(env.get("LAKEHOUSE_SQL_DIR", "") or PROJECT_ROOT / "include" / "sql"),
             glue_scripts_dir=Path(env.get("LAKEHOUSE_GLUE_SCRIPTS_DIR", "") or PROJECT_ROOT / "glue_scripts"),
             spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",
         )
+
+    @property
+    def athena_output(self) -> str:
+        return self.lake.path("athena-results") + "/"
 
     @property
     def lake(self) -> Lake:

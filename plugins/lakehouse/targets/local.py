@@ -13,9 +13,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator, BaseSensorOperator
+from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from lakehouse.jobs import gold_asset
 from lakehouse.params import GoldParameters, ParameterError, resolve_event_date
 from lakehouse.settings import Settings
 
@@ -25,10 +26,6 @@ def _event_date(context: Any) -> date:
         return resolve_event_date(context)
     except ParameterError as error:
         raise AirflowFailException(str(error)) from error
-
-
-def gold_asset(table: str) -> Asset:
-    return Asset(name=f"ecommerce_gold_{table}", uri=f"lakehouse://gold/{table}")
 
 
 class LocalLandingSensor(BaseSensorOperator):
