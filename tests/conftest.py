@@ -6,6 +6,7 @@ once, at import.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -40,6 +41,8 @@ os.environ.update(
 for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
+# py4j logs from a finalizer at interpreter exit, after pytest closed the log stream.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 _real_connect = socket.socket.connect
 

@@ -28,7 +28,10 @@ def test_check_header_accepts_gzip_prefix():
     [
         (b"", "a.csv: file is empty"),
         (f"{ROW}\n".encode(), "a.csv: invalid header '2019-10-01 00:00:00 UTC,view"),
-        (b"event_time,event_type,product_id\n1,2,3\n", "a.csv: invalid header 'event_time,event_type,product_id'"),
+        (
+            b"event_time,event_type,product_id\n1,2,3\n",
+            "a.csv: invalid header 'event_time,event_type,product_id'",
+        ),
         (f"{EXPECTED_HEADER},extra\n{ROW},x\n".encode(), "invalid header"),
         (f"{EXPECTED_HEADER}\n".encode(), "a.csv: file has the header but no rows"),
     ],
@@ -92,9 +95,11 @@ def test_land_twice_replaces_files(tmp_path):
 def test_land_rejects_unknown_first_line(tmp_path, content):
     source = tmp_path / "bad.csv"
     source.write_bytes(content)
-    with pytest.raises(LandingError, match="bad.csv"):
+    with pytest.raises(LandingError, match=r"bad\.csv"):
         land_file(source, tmp_path / "lake")
-    assert not (tmp_path / "lake" / "landing").exists() or not list((tmp_path / "lake" / "landing").rglob("*"))
+    assert not (tmp_path / "lake" / "landing").exists() or not list(
+        (tmp_path / "lake" / "landing").rglob("*")
+    )
 
 
 def test_cli_land_reports_counts(tmp_path, capsys):

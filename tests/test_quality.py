@@ -69,9 +69,18 @@ def test_value_rules_fail_with_counts():
 
 
 def test_empty_silver_fails():
-    failures = evaluate(profile(rows_in=10, silver_rows=0, job_silver_rows=0, quarantined_rows=10, duplicates_dropped=0))
+    failures = evaluate(
+        profile(rows_in=10, silver_rows=0, job_silver_rows=0, quarantined_rows=10, duplicates_dropped=0)
+    )
     assert any("silver has no rows" in f for f in failures)
 
 
 def test_required_columns_cover_contract():
-    assert set(REQUIRED_COLUMNS) >= {"event_time", "event_type", "product_id", "price", "user_id", "event_date"}
+    assert set(REQUIRED_COLUMNS) >= {
+        "event_time",
+        "event_type",
+        "product_id",
+        "price",
+        "user_id",
+        "event_date",
+    }
