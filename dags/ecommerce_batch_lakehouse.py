@@ -26,12 +26,13 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 
 from lakehouse.macros import MACROS
 from lakehouse.params import BATCH_PARAMS
-from lakehouse.settings import GOLD_TABLES
+from lakehouse.settings import GOLD_TABLES, Settings
 from lakehouse.targets import load_target
 
 DAG_ID = "ecommerce_batch_lakehouse"
 
 target = load_target()
+settings = Settings.from_env()
 
 with DAG(
     dag_id=DAG_ID,
@@ -46,7 +47,7 @@ with DAG(
     default_args={
         "owner": "data-platform",
         "retries": 2,
-        "retry_delay": timedelta(minutes=2),
+        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
         "execution_timeout": timedelta(hours=2),
     },
     params=BATCH_PARAMS,

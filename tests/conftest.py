@@ -31,6 +31,7 @@ os.environ.update(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
         "LAKEHOUSE_TARGET": "local",
         "LAKEHOUSE_LOCAL_ROOT": str(_AIRFLOW_HOME / "lake"),
+        "LAKEHOUSE_RETRY_DELAY": "1",
         # Botocore must find no credentials and no profile of this machine.
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,

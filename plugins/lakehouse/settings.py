@@ -73,12 +73,12 @@ class Settings:
     glue_role: str
     athena_workgroup: str
     aws_conn_id: str
-    aws_region: str
     quicksight_dataset_prefix: str
     glue_worker_type: str
     glue_workers: int
     landing_timeout_seconds: int
     landing_poke_seconds: int
+    retry_delay_seconds: int
     sql_dir: Path
     glue_scripts_dir: Path
     spark_master: str
@@ -98,12 +98,12 @@ class Settings:
             glue_role=env.get("LAKEHOUSE_GLUE_ROLE", "").strip(),
             athena_workgroup=_name(env, "LAKEHOUSE_ATHENA_WORKGROUP", "ecommerce_lakehouse"),
             aws_conn_id=_name(env, "LAKEHOUSE_AWS_CONN_ID", "aws_default"),
-            aws_region=env.get("LAKEHOUSE_AWS_REGION", "").strip(),
             quicksight_dataset_prefix=_name(env, "LAKEHOUSE_QUICKSIGHT_DATASET_PREFIX", "ecommerce_"),
             glue_worker_type=_name(env, "LAKEHOUSE_GLUE_WORKER_TYPE", "G.1X"),
             glue_workers=_positive_int(env, "LAKEHOUSE_GLUE_WORKERS", 2),
             landing_timeout_seconds=_positive_int(env, "LAKEHOUSE_LANDING_TIMEOUT", 6 * 3600),
             landing_poke_seconds=_positive_int(env, "LAKEHOUSE_LANDING_POKE_INTERVAL", 60),
+            retry_delay_seconds=_positive_int(env, "LAKEHOUSE_RETRY_DELAY", 120),
             sql_dir=Path(env.get("LAKEHOUSE_SQL_DIR", "") or PROJECT_ROOT / "include" / "sql"),
             glue_scripts_dir=Path(env.get("LAKEHOUSE_GLUE_SCRIPTS_DIR", "") or PROJECT_ROOT / "glue_scripts"),
             spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",

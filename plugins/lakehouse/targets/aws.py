@@ -45,7 +45,6 @@ from lakehouse.settings import GOLD_TABLES, PROJECT_ROOT, Lake, Settings
 DAY = "{{ lakehouse_event_date() }}"
 BUCKET = "{{ lakehouse_settings().bucket }}"
 CONN = "{{ lakehouse_settings().aws_conn_id }}"
-REGION = "{{ lakehouse_settings().aws_region or None }}"
 # Named after the folders, so the crawlers' tables are raw_events and silver_events.
 CRAWLED_TABLES = {"raw": ("landing/events/", "raw_"), "silver": ("silver/events/", "silver_")}
 
@@ -84,7 +83,7 @@ def check_landing_objects(files: list[dict[str, Any]], **context: Any) -> bool:
     keys = [f for f in files if is_day_file(f["Key"], day)]
     if not keys:
         return False
-    hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.aws_region or None)
+    hook = S3Hook(aws_conn_id=settings.aws_conn_id)
     for item in keys:
         name = f"s3://{settings.bucket}/{item['Key']}"
         if not item.get("Size"):
@@ -207,10 +206,9 @@ class AwsSilverCheckOperator(BaseOperator):
 
         settings = Settings.from_env()
         day = _event_date(context)
-        region = settings.aws_region or None
-        athena = AthenaHook(aws_conn_id=settings.aws_conn_id, region_name=region)
-        s3 = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=region)
-        catalog = GlueCatalogHook(aws_conn_id=settings.aws_conn_id, region_name=region)
+        athena = AthenaHook(aws_conn_id=settings.aws_conn_id)
+        s3 = S3Hook(aws_conn_id=settings.aws_conn_id)
+        catalog = GlueCatalogHook(aws_conn_id=settings.aws_conn_id)
 
         metrics_prefix = f"metrics/raw_to_silver/event_date={day.isoformat()}/"
         parts = [k for k in s3.list_keys(settings.bucket, prefix=metrics_prefix) if "/part-" in k]
@@ -320,9 +318,8 @@ class AthenaCtasOperator(AthenaOperator):
         from airflow.providers.amazon.aws.hooks.glue_catalog import GlueCatalogHook
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        region = settings.aws_region or None
-        glue = GlueCatalogHook(aws_conn_id=settings.aws_conn_id, region_name=region).get_conn()
-        s3 = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=region)
+        glue = GlueCatalogHook(aws_conn_id=settings.aws_conn_id).get_conn()
+        s3 = S3Hook(aws_conn_id=settings.aws_conn_id)
         database = settings.glue_database
         stage_table = f"{self.table}__stage_{token}"
         staging = settings.lake.gold_staging(self.table, token)
@@ -417,7 +414,6 @@ class AwsTarget:
             poke_interval=settings.landing_poke_seconds,
             timeout=settings.landing_timeout_seconds,
             aws_conn_id=CONN,
-            region_name=REGION,
         )
 
     def crawl(self, task_id: str, table: str) -> BaseOperator:
@@ -428,10 +424,12 @@ class AwsTarget:
             deferrable=True,
             fail_on_already_running=False,
             aws_conn_id=CONN,
-            region_name=REGION,
         )
 
     def transform_to_silver(self, task_id: str) -> BaseOperator:
+        # Worker settings must be numbers in the API call, and a template renders a string, so
+        # they are read from the environment when the DAG is parsed.
+        settings = Settings.from_env()
         lake = Lake(f"s3://{BUCKET}")
         arguments = glue_job_arguments(lake, DAY)
         return GlueJobOperator(
@@ -444,8 +442,8 @@ class AwsTarget:
             script_args=arguments,
             create_job_kwargs={
                 "GlueVersion": "5.1",
-                "WorkerType": "{{ lakehouse_settings().glue_worker_type }}",
-                "NumberOfWorkers": "{{ lakehouse_settings().glue_workers }}",
+                "WorkerType": settings.glue_worker_type,
+                "NumberOfWorkers": settings.glue_workers,
                 "DefaultArguments": {"--enable-metrics": "true", "--job-language": "python"},
             },
             replace_script_file=True,
@@ -454,7 +452,6 @@ class AwsTarget:
             resume_glue_job_on_retry=True,
             stop_job_run_on_kill=True,
             aws_conn_id=CONN,
-            region_name=REGION,
         )
 
     def check_silver(self, task_id: str) -> BaseOperator:
@@ -466,7 +463,6 @@ class AwsTarget:
             table=table,
             deferrable=True,
             aws_conn_id=CONN,
-            region_name=REGION,
             outlets=[gold_asset(table)],
         )
 
@@ -479,7 +475,6 @@ class AwsTarget:
             check_interval=30,
             execution_timeout=timedelta(hours=1),
             aws_conn_id=CONN,
-            region_name=REGION,
         ).expand_kwargs(
             [
                 {
