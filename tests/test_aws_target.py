@@ -308,7 +308,10 @@ def test_gold_partitions_published(first_run):
     for table in GOLD_TABLES:
         (partition,) = glue.get_partitions(DatabaseName=DATABASE, TableName=table)["Partitions"]
         assert partition["Values"] == [DAY]
-        assert partition["StorageDescriptor"]["Location"].startswith(f"s3://{BUCKET}/gold/_staging/{table}/")
+        location = partition["StorageDescriptor"]["Location"]
+        assert location.startswith(f"s3://{BUCKET}/gold/_staging/{table}/")
+        key = location.removeprefix(f"s3://{BUCKET}/") + "/part-0.parquet"
+        assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == 4
 
 
 def test_quicksight_ingestion_ids(first_run):
