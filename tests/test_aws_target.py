@@ -290,7 +290,7 @@ def test_athena_sql_sent(first_run):
         sql_file = (PROJECT_ROOT / "include" / "sql" / f"{table}.sql").read_text()
         # The first line of each file is its comment, sent as written.
         assert query["Query"].splitlines()[0] == sql_file.splitlines()[0]
-        assert f"external_location = 's3://{BUCKET}/gold/_staging/{table}/" in query["Query"]
+        assert f"external_location = 's3://{BUCKET}/gold/_runs/{table}/" in query["Query"]
         assert f"FROM {DATABASE}.silver_events" in query["Query"]
         assert f"DATE '{DAY}'" in query["Query"]
         assert query["WorkGroup"] == "ecommerce_lakehouse"
@@ -309,7 +309,7 @@ def test_gold_partitions_published(first_run):
         (partition,) = glue.get_partitions(DatabaseName=DATABASE, TableName=table)["Partitions"]
         assert partition["Values"] == [DAY]
         location = partition["StorageDescriptor"]["Location"]
-        assert location.startswith(f"s3://{BUCKET}/gold/_staging/{table}/")
+        assert location.startswith(f"s3://{BUCKET}/gold/_runs/{table}/")
         key = location.removeprefix(f"s3://{BUCKET}/") + "/part-0.parquet"
         assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == 4
 
@@ -346,7 +346,7 @@ def test_rerun_keeps_one_copy(first_run, aws):
         keys = [
             o["Key"]
             for o in aws["s3"]
-            .list_objects_v2(Bucket=BUCKET, Prefix=f"gold/_staging/{table}/")
+            .list_objects_v2(Bucket=BUCKET, Prefix=f"gold/_runs/{table}/")
             .get("Contents", [])
         ]
         assert keys == [location.removeprefix(f"s3://{BUCKET}/") + "/part-0.parquet"], keys

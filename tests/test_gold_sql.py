@@ -280,7 +280,7 @@ def test_rerun_leaves_one_identical_copy(fixture_lake):
         assert first == second, table
         files = list((fixture_lake / "gold" / table).rglob("*.parquet"))
         assert len(files) == 1, f"{table}: {files}"
-    assert not any((fixture_lake / "gold" / "_staging").rglob("*.parquet"))
+    assert not any((fixture_lake / "gold" / "_runs").rglob("*.parquet"))
 
 
 def test_rerun_removes_partition_no_longer_produced(fixture_lake):
@@ -290,7 +290,7 @@ def test_rerun_removes_partition_no_longer_produced(fixture_lake):
     assert build(fixture_lake, "cart_abandonment") == []
 
 
-def render(table: str, location: str = "s3://bucket/gold/_staging/t/x/") -> str:
+def render(table: str, location: str = "s3://bucket/gold/_runs/t/x/") -> str:
     return render_sql(
         SQL_DIR,
         table,
@@ -309,7 +309,7 @@ def test_sql_file_is_valid_trino(table):
     plan = plan_ctas(sql)
     assert plan.partitioned_by == ("event_date",)
     assert plan.file_format == "PARQUET"
-    assert plan.location == "s3://bucket/gold/_staging/t/x/"
+    assert plan.location == "s3://bucket/gold/_runs/t/x/"
 
 
 @pytest.mark.parametrize(

@@ -225,7 +225,7 @@ def build_gold_local(lake_root: Path, sql_dir: Path, table: str, parameters: Gol
     rerun after a change in silver leaves no stale day behind.
     """
     gold_root = lake_root / "gold" / table
-    staging_parent = lake_root / "gold" / "_staging" / table
+    staging_parent = lake_root / "gold" / "_runs" / table
     token = f"{parameters.event_date.isoformat()}_{uuid.uuid4().hex[:12]}"
     for stale in staging_parent.glob(f"{parameters.event_date.isoformat()}_*"):
         shutil.rmtree(stale, ignore_errors=True)

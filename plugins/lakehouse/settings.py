@@ -156,8 +156,9 @@ class Lake:
     def gold_table(self, table: str) -> str:
         return self.path("gold", table)
 
-    def gold_staging(self, table: str, token: str) -> str:
-        return self.path("gold", "_staging", table, token)
+    def gold_run(self, table: str, token: str) -> str:
+        """Return where one run's CTAS writes; on AWS its partitions stay there once published."""
+        return self.path("gold", "_runs", table, token)
 
     @property
     def catalog_file(self) -> str:

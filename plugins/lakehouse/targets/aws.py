@@ -296,14 +296,14 @@ class AthenaCtasOperator(AthenaOperator):
             self.table,
             parameters,
             ctas_table=f"{settings.glue_database}.{self.table}__stage_{token}",
-            ctas_location=settings.lake.gold_staging(self.table, token) + "/",
+            ctas_location=settings.lake.gold_run(self.table, token) + "/",
             silver_table=f"{settings.glue_database}.silver_events",
         )
         return settings, parameters, token
 
     def execute(self, context: Any) -> str:
         settings, parameters, token = self._prepare(context)
-        self.log.info("CTAS of %s into staging %s", self.table, settings.lake.gold_staging(self.table, token))
+        self.log.info("CTAS of %s into staging %s", self.table, settings.lake.gold_run(self.table, token))
         query_id = super().execute(context)
         self._publish(settings, parameters, token)
         return query_id
@@ -322,7 +322,7 @@ class AthenaCtasOperator(AthenaOperator):
         s3 = S3Hook(aws_conn_id=settings.aws_conn_id)
         database = settings.glue_database
         stage_table = f"{self.table}__stage_{token}"
-        staging = settings.lake.gold_staging(self.table, token)
+        staging = settings.lake.gold_run(self.table, token)
         gold_root = settings.lake.gold_table(self.table)
 
         stage = glue.get_table(DatabaseName=database, Name=stage_table)["Table"]
