@@ -441,3 +441,24 @@ def test_sensor_timeout_message(aws, monkeypatch):
     assert f"waiting for landing files of {DAY} under s3://{BUCKET}/landing/events/event_date={DAY}/" in str(
         error.value
     )
+
+
+def test_ingestion_already_running_is_clear(aws):
+    from airflow.providers.amazon.aws.hooks.quicksight import QuickSightHook
+    from airflow.sdk.exceptions import AirflowException
+    from botocore.exceptions import ClientError
+
+    from lakehouse.targets.aws import DashboardIngestionOperator
+
+    refused = ClientError(
+        {"Error": {"Code": "LimitExceededException", "Message": "ingestion in progress"}}, "CreateIngestion"
+    )
+    operator = DashboardIngestionOperator(
+        task_id="refresh_dashboards", data_set_id="ecommerce_brand_marketing", ingestion_id="brand-run-1-try1"
+    )
+    # moto has no concurrent-ingestion rule: the hook method raises QuickSight's error.
+    with mock.patch.object(QuickSightHook, "create_ingestion", side_effect=refused):
+        with pytest.raises(AirflowException) as error:
+            operator.execute({})
+    assert "dataset ecommerce_brand_marketing is already running" in str(error.value)
+    assert "brand-run-1-try1" in str(error.value)

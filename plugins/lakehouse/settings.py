@@ -61,6 +61,21 @@ def _name(env: Mapping[str, str], variable: str, default: str) -> str:
     return value
 
 
+def _project_dir(env: Mapping[str, str], variable: str, *parts: str) -> Path:
+    """Find a folder of the project: in the repository, or in the DAGs folder as on MWAA.
+
+    MWAA copies only the DAGs folder and plugins.zip to its workers, so the deployment puts
+    ``include/sql`` and ``glue_scripts`` under the DAGs folder.
+    """
+    if env.get(variable, "").strip():
+        return Path(env[variable].strip())
+    dags_folder = env.get("AIRFLOW__CORE__DAGS_FOLDER") or str(
+        Path(env.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "dags"
+    )
+    candidates = [PROJECT_ROOT.joinpath(*parts), Path(dags_folder).joinpath(*parts)]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the lake is and how each target reaches it."""
@@ -104,8 +119,8 @@ class Settings:
             landing_timeout_seconds=_positive_int(env, "LAKEHOUSE_LANDING_TIMEOUT", 6 * 3600),
             landing_poke_seconds=_positive_int(env, "LAKEHOUSE_LANDING_POKE_INTERVAL", 60),
             retry_delay_seconds=_positive_int(env, "LAKEHOUSE_RETRY_DELAY", 120),
-            sql_dir=Path(env.get("LAKEHOUSE_SQL_DIR", "") or PROJECT_ROOT / "include" / "sql"),
-            glue_scripts_dir=Path(env.get("LAKEHOUSE_GLUE_SCRIPTS_DIR", "") or PROJECT_ROOT / "glue_scripts"),
+            sql_dir=_project_dir(env, "LAKEHOUSE_SQL_DIR", "include", "sql"),
+            glue_scripts_dir=_project_dir(env, "LAKEHOUSE_GLUE_SCRIPTS_DIR", "glue_scripts"),
             spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",
         )
 

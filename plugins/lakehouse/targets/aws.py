@@ -40,7 +40,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from lakehouse.jobs import GLUE_SCRIPT, glue_job_arguments, gold_asset
 from lakehouse.params import GoldParameters, ParameterError, resolve_event_date
-from lakehouse.settings import GOLD_TABLES, PROJECT_ROOT, Lake, Settings
+from lakehouse.settings import GOLD_TABLES, Lake, Settings
 
 DAY = "{{ lakehouse_event_date() }}"
 BUCKET = "{{ lakehouse_settings().bucket }}"
@@ -259,6 +259,34 @@ class AwsSilverCheckOperator(BaseOperator):
         return profile.__dict__
 
 
+class DashboardIngestionOperator(QuickSightCreateIngestionOperator):
+    """SPICE ingestion of one dataset, with a clear error when one is already running.
+
+    QuickSight refuses a second concurrent ingestion of a dataset. The task then fails with a
+    retryable error, so that its retry starts an ingestion that includes the new gold data.
+    The wait is bounded by the task's ``execution_timeout``.
+    """
+
+    _ALREADY_RUNNING = ("LimitExceededException", "ResourceExistsException", "ConcurrentUpdatingException")
+
+    def execute(self, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowException
+        from botocore.exceptions import ClientError
+
+        self.log.info("SPICE ingestion %s of QuickSight dataset %s", self.ingestion_id, self.data_set_id)
+        try:
+            return super().execute(context)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code not in self._ALREADY_RUNNING:
+                raise
+            raise AirflowException(
+                f"QuickSight refused ingestion {self.ingestion_id}: an ingestion of dataset "
+                f"{self.data_set_id} is already running ({code}). The task retries after its retry "
+                "delay, so the dataset is refreshed with this run's gold tables."
+            ) from error
+
+
 def stage_token(context: Any, day: date) -> str:
     """Return a staging name unique per run and try, and the same when a deferred task resumes."""
     digest = hashlib.sha256(context["run_id"].encode()).hexdigest()[:10]
@@ -436,7 +464,7 @@ class AwsTarget:
             task_id=task_id,
             job_name="{{ lakehouse_settings().glue_job_name }}",
             job_desc="eCommerce events: one day from landing CSV to silver Parquet",
-            script_location=str(PROJECT_ROOT / "glue_scripts" / GLUE_SCRIPT),
+            script_location=str(settings.glue_scripts_dir / GLUE_SCRIPT),
             s3_bucket=BUCKET,
             iam_role_name="{{ lakehouse_settings().glue_role }}",
             script_args=arguments,
@@ -468,7 +496,7 @@ class AwsTarget:
 
     def refresh_dashboards(self, task_id: str) -> Any:
         prefix = "{{ lakehouse_settings().quicksight_dataset_prefix }}"
-        return QuickSightCreateIngestionOperator.partial(
+        return DashboardIngestionOperator.partial(
             task_id=task_id,
             ingestion_type="FULL_REFRESH",
             wait_for_completion=True,
