@@ -457,8 +457,10 @@ def test_ingestion_already_running_is_clear(aws):
         task_id="refresh_dashboards", data_set_id="ecommerce_brand_marketing", ingestion_id="brand-run-1-try1"
     )
     # moto has no concurrent-ingestion rule: the hook method raises QuickSight's error.
-    with mock.patch.object(QuickSightHook, "create_ingestion", side_effect=refused):
-        with pytest.raises(AirflowException) as error:
-            operator.execute({})
+    with (
+        mock.patch.object(QuickSightHook, "create_ingestion", side_effect=refused),
+        pytest.raises(AirflowException) as error,
+    ):
+        operator.execute({})
     assert "dataset ecommerce_brand_marketing is already running" in str(error.value)
     assert "brand-run-1-try1" in str(error.value)
