@@ -23,6 +23,7 @@ $(VENV)/.installed: requirements-local.txt constraints-local.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-local.txt -c constraints-local.txt
+	bin/fetch-compose-schema $(VENV)
 	touch $@
 
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
