@@ -464,3 +464,42 @@ def test_ingestion_already_running_is_clear(aws):
         operator.execute({})
     assert "dataset ecommerce_brand_marketing is already running" in str(error.value)
     assert "brand-run-1-try1" in str(error.value)
+
+
+@pytest.mark.parametrize("lost_xcom", [False, True])
+def test_glue_retry_reuses_running_job(aws, lost_xcom):
+    """A retry finds the first try's run still RUNNING and waits on it instead of starting one."""
+    from lakehouse.targets.aws import AwsTarget
+
+    # Keep job runs RUNNING until described 1000 times.
+    _moto_api(
+        aws["endpoint"],
+        "state-manager/set-transition",
+        {"model_name": "glue::job_run", "transition": {"progression": "manual", "times": 1000}},
+    )
+    operator = AwsTarget().transform_to_silver("transform_to_silver")
+    # The values the templates render to for 2019-10-01; rendering needs a whole DAG run.
+    operator.job_name = "ecommerce_raw_to_silver"
+    operator.s3_bucket = BUCKET
+    operator.iam_role_name = ROLE
+    operator.aws_conn_id = "aws_default"
+    operator.script_args = {"--event_date": DAY, "--landing_path": f"s3://{BUCKET}/landing/events/event_date={DAY}"}
+    operator.deferrable = False
+    operator.wait_for_completion = False
+    assert operator.resume_glue_job_on_retry is True
+    pushed = {}
+
+    def ti(try_number):
+        fake = mock.MagicMock(dag_id="ecommerce_batch_lakehouse", task_id="transform_to_silver", run_id="r1", map_index=-1)
+        fake.try_number = try_number
+        fake.xcom_pull.side_effect = lambda **kwargs: None if lost_xcom else pushed.get("glue_job_run_id")
+        fake.xcom_push.side_effect = lambda key, value: pushed.__setitem__(key, value)
+        return fake
+
+    first = operator.execute({"ti": ti(1), "task_instance": ti(1)})
+    operator._job_run_id = None
+    second = operator.execute({"ti": ti(2), "task_instance": ti(2)})
+    runs = aws["glue"].get_job_runs(JobName="ecommerce_raw_to_silver")["JobRuns"]
+    assert len(runs) == 1
+    assert second == first == runs[0]["Id"]
+    _moto_api(aws["endpoint"], "state-manager/set-transition", {"model_name": "glue::job_run", "transition": {"progression": "immediate"}})
