@@ -4,7 +4,7 @@
         --set LAKEHOUSE_GLUE_ROLE=ecommerce-glue --environment my-env --dry-run
 
 Amazon MWAA copies ``dags/`` of its bucket to every worker and unpacks ``plugins.zip`` into the
-plugins folder; nothing else reaches the workers. So the build puts the DAG files, an
+plugins folder. Apart from requirements.txt and startup.sh, nothing else reaches the workers. So the build puts the DAG files, an
 ``.airflowignore``, the SQL files and the Glue script under ``dags/``, zips the contents of
 ``plugins/`` (not the folder itself), and writes ``startup.sh``, which exports the ``LAKEHOUSE_*``
 settings before Airflow starts. With ``--environment`` the environment is updated to the new
@@ -61,7 +61,7 @@ def _files(root: Path, pattern: str) -> list[Path]:
 def build_plugins_zip(plugins_dir: Path) -> bytes:
     """Zip the contents of ``plugins/`` so ``lakehouse/`` sits at the top of the archive.
 
-    Entries get a fixed timestamp, so an unchanged package gives the same bytes and MWAA sees
+    Entries get a fixed timestamp, so an unchanged package gives the same bytes and MWAA finds
     no new version.
     """
     from io import BytesIO

@@ -1,7 +1,7 @@
 """Raw eCommerce events (Kaggle REES46 CSV) to typed, deduplicated silver Parquet.
 
 The transforms are pure functions of DataFrames so that the same code runs on AWS Glue 5.1
-(Spark 3.5), on local Spark and in unit tests. Only ``main`` knows where it runs: under Glue it
+(Spark 3.5), on local Spark and in unit tests. Only ``main`` depends on where it runs: under Glue it
 reads the job arguments with ``getResolvedOptions`` and commits the job; elsewhere it parses the
 same ``--name value`` arguments with argparse.
 

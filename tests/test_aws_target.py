@@ -3,7 +3,7 @@
 Every AWS call goes over HTTP to the moto server, and the tests then read back from it what
 reached AWS: the uploaded Glue script and its arguments, the crawler configs, the SQL sent to
 Athena, the published gold partitions. Where moto lacks an API or a service's side effect, the
-test covers it and says so:
+test stands in for it and names the stand-in:
 
 * QuickSight ``DescribeIngestion`` is not in moto: ``QuickSightHook.get_status`` is patched;
 * Athena CTAS does not create a table in moto: ``AthenaHook.run_query`` is wrapped to add, after
@@ -483,14 +483,19 @@ def test_glue_retry_reuses_running_job(aws, lost_xcom):
     operator.s3_bucket = BUCKET
     operator.iam_role_name = ROLE
     operator.aws_conn_id = "aws_default"
-    operator.script_args = {"--event_date": DAY, "--landing_path": f"s3://{BUCKET}/landing/events/event_date={DAY}"}
+    operator.script_args = {
+        "--event_date": DAY,
+        "--landing_path": f"s3://{BUCKET}/landing/events/event_date={DAY}",
+    }
     operator.deferrable = False
     operator.wait_for_completion = False
     assert operator.resume_glue_job_on_retry is True
     pushed = {}
 
     def ti(try_number):
-        fake = mock.MagicMock(dag_id="ecommerce_batch_lakehouse", task_id="transform_to_silver", run_id="r1", map_index=-1)
+        fake = mock.MagicMock(
+            dag_id="ecommerce_batch_lakehouse", task_id="transform_to_silver", run_id="r1", map_index=-1
+        )
         fake.try_number = try_number
         fake.xcom_pull.side_effect = lambda **kwargs: None if lost_xcom else pushed.get("glue_job_run_id")
         fake.xcom_push.side_effect = lambda key, value: pushed.__setitem__(key, value)
@@ -502,4 +507,8 @@ def test_glue_retry_reuses_running_job(aws, lost_xcom):
     runs = aws["glue"].get_job_runs(JobName="ecommerce_raw_to_silver")["JobRuns"]
     assert len(runs) == 1
     assert second == first == runs[0]["Id"]
-    _moto_api(aws["endpoint"], "state-manager/set-transition", {"model_name": "glue::job_run", "transition": {"progression": "immediate"}})
+    _moto_api(
+        aws["endpoint"],
+        "state-manager/set-transition",
+        {"model_name": "glue::job_run", "transition": {"progression": "immediate"}},
+    )

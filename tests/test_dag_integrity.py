@@ -26,7 +26,7 @@ EXPECTED_ORDER = [
 ]
 
 
-def _refuse(*args, **kwargs):
+def _fail_on_call(*args, **kwargs):
     raise AssertionError("a DAG file touched the network, a Variable or a Connection while parsed")
 
 
@@ -37,9 +37,9 @@ def dagbag(request, monkeypatch):
     from airflow.sdk import BaseHook, Variable
 
     monkeypatch.setenv("LAKEHOUSE_TARGET", request.param)
-    monkeypatch.setattr(socket.socket, "connect", _refuse)
-    monkeypatch.setattr(Variable, "get", _refuse)
-    monkeypatch.setattr(BaseHook, "get_connection", _refuse)
+    monkeypatch.setattr(socket.socket, "connect", _fail_on_call)
+    monkeypatch.setattr(Variable, "get", _fail_on_call)
+    monkeypatch.setattr(BaseHook, "get_connection", _fail_on_call)
     bag = DagBag(dag_folder=str(DAG_FOLDER))
     bag.target = request.param
     return bag

@@ -19,7 +19,7 @@ TABLES = ("raw", "silver")
 
 
 def raw_view_sql(landing_root: str) -> str:
-    """Return the view of the raw CSV files: every column as text, as the crawler sees them."""
+    """Return the view of the raw CSV files: every column as text, as the crawler reads them."""
     pattern = f"{landing_root.rstrip('/')}/event_date=*/*.csv*".replace("'", "''")
     columns = ", ".join(f"'{c}': 'VARCHAR'" for c in EXPECTED_COLUMNS)
     return (

@@ -3,7 +3,7 @@
 Each file in ``include/sql/`` is one ``CREATE TABLE ... WITH (...) AS SELECT`` in the Athena
 engine 3 (Trino) dialect, a Jinja template of validated values. On AWS the rendered text goes to
 Athena as it is. Locally ``plan_ctas`` parses it as Athena SQL with sqlglot, maps the CTAS
-properties to a DuckDB ``COPY`` explicitly and transpiles the query; a property or a function it
+properties to a DuckDB ``COPY`` explicitly and transpiles the query. A property or a function it
 cannot map raises ``TranslationError`` instead of being dropped.
 
 Each run writes to a fresh staging location and then swaps the event_date partitions it produced
@@ -201,7 +201,7 @@ def connect_duckdb(memory_limit: str | None = None):
 
 @dataclass(frozen=True)
 class GoldResult:
-    """What one local gold build wrote: partitions published, removed, and row counts."""
+    """Result of one local gold build: rows per published partition, and partitions removed."""
 
     table: str
     partitions: dict[str, int]

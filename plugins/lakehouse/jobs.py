@@ -1,4 +1,4 @@
-"""What both targets share about one day's run: the Glue job's arguments and the gold assets."""
+"""Run inputs shared by both targets: the Glue job's arguments and the gold assets."""
 
 from __future__ import annotations
 

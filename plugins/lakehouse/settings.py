@@ -64,7 +64,8 @@ def _name(env: Mapping[str, str], variable: str, default: str) -> str:
 def _project_dir(env: Mapping[str, str], variable: str, *parts: str) -> Path:
     """Find a folder of the project: in the repository, or in the DAGs folder as on MWAA.
 
-    MWAA copies only the DAGs folder and plugins.zip to its workers, so the deployment puts
+    MWAA gives its workers the DAGs folder, plugins.zip, requirements.txt and startup.sh only,
+    so the deployment puts
     ``include/sql`` and ``glue_scripts`` under the DAGs folder.
     """
     if env.get(variable, "").strip():
@@ -78,7 +79,7 @@ def _project_dir(env: Mapping[str, str], variable: str, *parts: str) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the lake is and how each target reaches it."""
+    """Location of the lake and the names and limits each target uses."""
 
     target: str
     local_root: Path

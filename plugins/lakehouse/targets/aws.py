@@ -2,8 +2,8 @@
 
 Every setting reaches an operator through a template (``{{ lakehouse_settings().bucket }}``), so
 it is resolved when the task runs. Where the provider has an operator for a step, the step is
-that operator; the two steps with none, the data-quality gate and the publication of a CTAS
-result as a table's partitions, use the provider's hooks.
+that operator. Two steps have none, the data-quality gate and the publication of a CTAS result
+as a table's partitions, so they use the provider's hooks.
 
 Required IAM permissions of the MWAA execution role, per step:
 
@@ -145,8 +145,8 @@ class GlueCrawlerSyncRunOperator(GlueCrawlerRunOperator):
     """Create or update a Glue crawler from ``config``, then run it and wait.
 
     ``GlueCrawlerOperator`` did both and is deprecated in provider 9.34 in favour of the create,
-    update and run operators; this keeps the step one task, as on the local target. A crawler
-    that is already running keeps its config for this crawl, and the run is waited for.
+    update and run operators. This class keeps the step one task, as on the local target. A
+    crawler that is already running keeps its config for this crawl, and the run is waited for.
     """
 
     template_fields = (*GlueCrawlerRunOperator.template_fields, "config")
@@ -281,7 +281,7 @@ class DashboardIngestionOperator(QuickSightCreateIngestionOperator):
             if code not in self._ALREADY_RUNNING:
                 raise
             raise AirflowException(
-                f"QuickSight refused ingestion {self.ingestion_id}: an ingestion of dataset "
+                f"QuickSight rejected ingestion {self.ingestion_id}: an ingestion of dataset "
                 f"{self.data_set_id} is already running ({code}). The task retries after its retry "
                 "delay, so the dataset is refreshed with this run's gold tables."
             ) from error

@@ -31,7 +31,7 @@ def _event_date(context: Any) -> date:
 class LocalLandingSensor(BaseSensorOperator):
     """Wait for the day's landing files, then check each one's header and first row.
 
-    A missing day is waited for until ``LAKEHOUSE_LANDING_TIMEOUT`` seconds; an empty file or a
+    A missing day is waited for until ``LAKEHOUSE_LANDING_TIMEOUT`` seconds. An empty file or a
     wrong header fails the task at once, naming the file and the expected header.
     """
 
