@@ -131,6 +131,7 @@ def _figures(data: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
         xaxis_title="Event date (UTC)",
         yaxis_title="Count",
         barmode="group",
+        xaxis_type="category",
         **layout,
     )
     sections.append(
@@ -158,8 +159,12 @@ def _figures(data: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
     x = [str(r["event_date"]) + ("" if r["is_final"] else " (not final)") for r in carts]
     fig = go.Figure(
         [
-            go.Bar(name="Abandoned carts", x=x, y=[r["abandoned_carts"] for r in carts]),
-            go.Bar(name="Carts purchased", x=x, y=[r["purchased_carts"] for r in carts]),
+            go.Bar(
+                name="Abandoned carts", x=x, y=[r["abandoned_carts"] for r in carts], marker_color="#d62728"
+            ),
+            go.Bar(
+                name="Carts purchased", x=x, y=[r["purchased_carts"] for r in carts], marker_color="#2ca02c"
+            ),
         ]
     )
     window = carts[-1]["window_hours"] if carts else ""
@@ -168,6 +173,7 @@ def _figures(data: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
         xaxis_title="Cart event date (UTC)",
         yaxis_title="Cart events",
         barmode="stack",
+        xaxis_type="category",
         **layout,
     )
     sections.append(
@@ -254,8 +260,10 @@ def _figures(data: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
         )
     )
 
-    brands = [r for r in data["brands"] if r["views"] > 0]
+    # Brands under the rule's minimum views are not judged, and their conversion is noise.
+    brands = [r for r in data["brands"] if r["views"] >= r["rule_min_views"]]
     flagged = [r for r in brands if r["needs_marketing"]]
+    min_views = data["brands"][0]["rule_min_views"] if data["brands"] else 0
     fig = go.Figure()
     for label, rows, color in (
         ("Needs marketing", flagged, "#d62728"),
@@ -271,7 +279,7 @@ def _figures(data: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
             hovertemplate="%{text}: %{x} views, %{y:.2f} % conversion",
         )
     fig.update_layout(
-        title=f"Brands: views against view-to-purchase conversion, {day}",
+        title=f"Brands with at least {min_views} views: views against conversion, {day}",
         xaxis_title="Views (log scale)",
         yaxis_title="Conversion (%)",
         xaxis_type="log",
