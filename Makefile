@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)/plugins
 export LAKEHOUSE_TARGET ?= local
 export LAKEHOUSE_LOCAL_ROOT ?= $(CURDIR)/.lake
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean airflow airflow-stop
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,7 @@ run: $(AIRFLOW_HOME)/airflow.db
 
 ## Run the test suite.
 test: $(VENV)/.installed
+	@bin/ensure-chromium
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
@@ -52,3 +53,10 @@ format: $(VENV)/.installed
 
 clean:
 	rm -rf .lake .airflow
+
+## Start a local Airflow 3 (UI on http://127.0.0.1:8080) with this package; Ctrl-C stops it.
+airflow: $(VENV)/.installed
+	$(BIN)/python bin/airflow-local start
+
+airflow-stop:
+	$(BIN)/python bin/airflow-local stop

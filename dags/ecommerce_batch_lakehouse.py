@@ -39,7 +39,12 @@ with DAG(
     description="Daily eCommerce events: landing to silver to gold tables and dashboards",
     doc_md=__doc__,
     # A data-interval timetable, so that the scheduled run of [D, D+1) has logical date D.
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    # LAKEHOUSE_BATCH_SCHEDULE=none leaves it to manual runs, as the local Airflow does.
+    schedule=(
+        CronDataIntervalTimetable(settings.batch_schedule, timezone="UTC")
+        if settings.batch_schedule
+        else None
+    ),
     start_date=pendulum.datetime(2019, 10, 1, tz="UTC"),
     catchup=False,
     # Cart abandonment reads the neighbouring days, so days run one after another.

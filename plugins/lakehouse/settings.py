@@ -15,6 +15,7 @@ from pathlib import Path
 
 TARGETS = ("local", "aws")
 DEFAULT_TARGET = "local"
+DEFAULT_SCHEDULE = "0 0 * * *"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 GOLD_TABLES = (
@@ -77,6 +78,18 @@ def _project_dir(env: Mapping[str, str], variable: str, *parts: str) -> Path:
     return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
+def _schedule(env: Mapping[str, str]) -> str | None:
+    """Return the batch DAG's cron expression, or None when ``LAKEHOUSE_BATCH_SCHEDULE=none``."""
+    value = env.get("LAKEHOUSE_BATCH_SCHEDULE", "").strip() or DEFAULT_SCHEDULE
+    if value.lower() == "none":
+        return None
+    if len(value.split()) != 5 or not re.fullmatch(r"[0-9*/,\- ]+", value):
+        raise SettingsError(
+            f"invalid LAKEHOUSE_BATCH_SCHEDULE {value!r}: expected a 5-field cron expression or 'none'"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Location of the lake and the names and limits each target uses."""
@@ -95,6 +108,7 @@ class Settings:
     landing_timeout_seconds: int
     landing_poke_seconds: int
     retry_delay_seconds: int
+    batch_schedule: str | None
     sql_dir: Path
     glue_scripts_dir: Path
     spark_master: str
@@ -120,6 +134,7 @@ class Settings:
             landing_timeout_seconds=_positive_int(env, "LAKEHOUSE_LANDING_TIMEOUT", 6 * 3600),
             landing_poke_seconds=_positive_int(env, "LAKEHOUSE_LANDING_POKE_INTERVAL", 60),
             retry_delay_seconds=_positive_int(env, "LAKEHOUSE_RETRY_DELAY", 120),
+            batch_schedule=_schedule(env),
             sql_dir=_project_dir(env, "LAKEHOUSE_SQL_DIR", "include", "sql"),
             glue_scripts_dir=_project_dir(env, "LAKEHOUSE_GLUE_SCRIPTS_DIR", "glue_scripts"),
             spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",
