@@ -133,7 +133,7 @@ def test_form_clamps_negative_window(airflow_ui, browser):
     _login(page, airflow_ui)
     dialog = _open_trigger_form(page, airflow_ui)
     window = (
-        page.locator("#number-input\\:element_abandonment_window_hours\\:inc")
+        dialog.locator("#number-input\\:element_abandonment_window_hours\\:inc")
         .locator("xpath=../..")
         .locator("input")
     )
