@@ -117,3 +117,10 @@ def test_count_rows_skips_header_and_blank(tmp_path: Path):
     path = tmp_path / "a.csv"
     path.write_text(f"{EXPECTED_HEADER}\n{ROW}\n\n{ROW}")
     assert count_rows(path) == 2
+
+
+def test_land_again_compressed_replaces_plain(tmp_path):
+    land_file(SAMPLE_NOV, tmp_path)
+    land_file(SAMPLE_NOV, tmp_path, compress=True)
+    day = tmp_path / "landing/events/event_date=2019-11-01"
+    assert sorted(p.name for p in day.iterdir()) == ["2019-Nov-first-rows-no-header.csv.gz"]

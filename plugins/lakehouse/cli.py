@@ -74,7 +74,10 @@ def _summary(args: argparse.Namespace) -> int:
         )
     top_day = [r for r in data["weekday"] if r["view_rank"] == 1]
     for row in top_day:
-        print(f"  top_categories_weekday: {row['day_name']} {row['category_code']} ({row['views']} views)")
+        print(
+            f"  top_categories_weekday, all landed days: {row['day_name']} {row['category_code']} "
+            f"({row['views']} views)"
+        )
     flagged = numbers["brands_needing_marketing"]
     print(f"  brand_marketing: {len(flagged)} brands need marketing: {', '.join(flagged) or 'none'}")
     print(f"\nDashboard: {root / 'dashboard' / 'index.html'}")
@@ -89,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     land.add_argument("files", nargs="+", help="raw events files, .csv or .csv.gz")
     land.add_argument("--root", help="local lake directory (default: LAKEHOUSE_LOCAL_ROOT or ./.lake)")
-    land.add_argument("--gzip", action="store_true", help="write the landing files gzip-compressed")
+    land.add_argument(
+        "--gzip",
+        action="store_true",
+        help="compress the landing files (default: compress only when the source is gzip)",
+    )
     land.set_defaults(handler=_land)
     summary = commands.add_parser("summary", help="print the gold tables of one day")
     summary.add_argument("--date", required=True, help="event date, YYYY-MM-DD")

@@ -238,5 +238,10 @@ def land_file(source: Path, lake_root: Path, *, compress: bool | None = None) ->
             raise
     if quarantine_text is None:
         quarantine_file.unlink(missing_ok=True)
+    other_suffix = ".csv" if compress else ".csv.gz"
+    for path in written:
+        # The same source landed before with the other compression would be read twice.
+        if path != quarantine_file:
+            path.with_name(f"{stem}{other_suffix}").unlink(missing_ok=True)
     report.files = [str(p) for p in written if p != quarantine_file]
     return report

@@ -104,7 +104,7 @@ class LandingKeySensor(S3KeySensor):
         day = _event_date(context).isoformat()
         return (
             f"timed out after {self.timeout} s waiting for landing files of {day} under "
-            f"s3://{settings.bucket}/landing/events/event_date={day}/; upload them, then clear this task"
+            f"s3://{settings.bucket}/landing/events/event_date={day}/; upload them, then run the day again"
         )
 
     def execute(self, context: Any) -> Any:
