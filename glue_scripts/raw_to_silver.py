@@ -42,8 +42,19 @@ EXPECTED_COLUMNS = (
 HEADER_LINE = ",".join(EXPECTED_COLUMNS)
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
 PRICE_TYPE = DecimalType(12, 2)
-# Split on commas outside double quotes, so a quoted field may contain a comma.
-FIELD_SEPARATOR = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+# RFC 4180 quoting, parsed by Spark's own CSV parser: a quoted field may hold a comma, and a
+# doubled quote inside it is one quote. Rows with another field count land in _malformed.
+RAW_SCHEMA = ", ".join(f"{name} string" for name in EXPECTED_COLUMNS) + ", _malformed string"
+CSV_OPTIONS = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": "_malformed",
+    "escape": '"',
+    "maxColumns": "64",
+}
+# A line with more commas than this is rejected before parsing: the CSV parser fails the whole
+# job, not the row, past its maxColumns.
+MAX_FIELDS = 48
+LANDING_FILES = "{*.csv,*.csv.gz}"
 EVENT_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( UTC)?$"
 INTEGER_PATTERN = r"^[0-9]{1,19}$"
 PRICE_PATTERN = r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$"
@@ -75,14 +86,21 @@ REQUIRED_ARGUMENTS = (
 
 
 def read_lines(spark: SparkSession, landing_path: str) -> DataFrame:
-    """Read every line of the landing files as text, with the file it came from."""
+    """Read every non-blank line of the day's ``.csv`` and ``.csv.gz`` files, with its file.
+
+    Lines end at LF only, so a stray CR inside a line stays in it; a CR before the LF and a
+    byte-order mark at the start of a file are dropped. The data-quality gate counts lines the
+    same way.
+    """
     return (
-        spark.read.text(landing_path, recursiveFileLookup=False)
+        spark.read.option("lineSep", "\n")
+        .option("pathGlobFilter", LANDING_FILES)
+        .text(landing_path)
         .select(
-            F.regexp_replace("value", "\r$", "").alias("line"),
+            F.regexp_replace(F.regexp_replace("value", "\r$", ""), "^\ufeff", "").alias("line"),
             F.input_file_name().alias("source_file"),
         )
-        .where(F.trim("line") != "")
+        .where(~F.col("line").rlike(r"^\s*$"))
     )
 
 
@@ -91,17 +109,36 @@ def drop_headers(lines: DataFrame) -> DataFrame:
     return lines.where(F.col("line") != HEADER_LINE)
 
 
-def _field(index: int) -> Column:
-    raw = F.trim(F.col("fields")[index])
-    unquoted = F.regexp_replace(raw, r'^"(.*)"$', "$1")
-    return F.when(unquoted == "", F.lit(None)).otherwise(unquoted)
+def _field(name: str) -> Column:
+    value = F.trim(F.col(f"parsed.{name}"))
+    return F.when(value == "", F.lit(None)).otherwise(value)
 
 
 def split_fields(lines: DataFrame) -> DataFrame:
-    """Split each line into the nine named string columns; empty strings become NULL."""
-    with_fields = lines.withColumn("fields", F.split("line", FIELD_SEPARATOR, -1))
-    named = [_field(i).alias(name) for i, name in enumerate(EXPECTED_COLUMNS)]
-    return with_fields.select("line", "source_file", F.size("fields").alias("field_count"), *named)
+    """Parse each line into the nine named string columns; empty strings become NULL.
+
+    ``comma_fields`` is the number of comma-separated pieces, the field count when the line has
+    no quotes. ``csv_error`` is set when the line does not parse into exactly nine fields.
+    """
+    comma_fields = F.size(F.split("line", ",", -1))
+    # Too many commas: parse an empty string instead, because the parser would fail the job.
+    parsable = F.when(comma_fields <= MAX_FIELDS, F.col("line")).otherwise(F.lit(""))
+    with_parsed = lines.select(
+        "line",
+        "source_file",
+        comma_fields.alias("comma_fields"),
+        F.from_csv(parsable, RAW_SCHEMA, CSV_OPTIONS).alias("parsed"),
+    )
+    csv_error = F.when(F.col("comma_fields") > MAX_FIELDS, F.lit("fields")).when(
+        F.col("parsed._malformed").isNotNull(), F.lit("fields")
+    )
+    return with_parsed.select(
+        "line",
+        "source_file",
+        "comma_fields",
+        csv_error.alias("csv_error"),
+        *[_field(name).alias(name) for name in EXPECTED_COLUMNS],
+    )
 
 
 def _invalid(column: str, expected: str) -> Column:
@@ -125,12 +162,24 @@ def parse_events(fields: DataFrame, event_date: date) -> DataFrame:
     def bad_id(name: str) -> Column:
         return ~F.coalesce(F.col(name).rlike(INTEGER_PATTERN), F.lit(False)) | ids[name].isNull()
 
+    expected_fields = len(EXPECTED_COLUMNS)
     reason = (
         F.when(
-            F.col("field_count") != len(EXPECTED_COLUMNS),
+            F.col("line").contains("\ufffd"),
+            F.lit("invalid UTF-8: the row has bytes that are not UTF-8 text"),
+        )
+        .when(
+            F.col("csv_error").isNotNull() & ~F.col("line").contains('"'),
             F.concat(
-                F.lit(f"wrong field count: expected {len(EXPECTED_COLUMNS)}, found "),
-                F.col("field_count").cast("string"),
+                F.lit(f"wrong field count: expected {expected_fields}, found "),
+                F.col("comma_fields").cast("string"),
+            ),
+        )
+        .when(
+            F.col("csv_error").isNotNull(),
+            F.lit(
+                f"malformed CSV row: expected {expected_fields} fields, with any quote inside a "
+                "quoted field doubled"
             ),
         )
         .when(
@@ -148,7 +197,7 @@ def parse_events(fields: DataFrame, event_date: date) -> DataFrame:
         )
         .when(
             ~F.coalesce(F.col("price").rlike(PRICE_PATTERN), F.lit(False)) | price.isNull(),
-            _invalid("price", "a decimal number with at most 2 decimal places"),
+            _invalid("price", "a decimal number with at most 10 digits before the point and 2 after"),
         )
         .when(price < 0, _invalid("price", "a price >= 0"))
         .when(bad_id("user_id"), _invalid("user_id", "a 64-bit integer"))
@@ -195,10 +244,8 @@ def deduplicate(valid: DataFrame) -> DataFrame:
 def derive_columns(events: DataFrame) -> DataFrame:
     """Add the stable event id, the hour, the ISO day of week and the category levels."""
     levels = F.split("category_code", r"\.", 3)
-    canonical = F.concat_ws(
-        ",",
-        *[F.coalesce(F.col(c).cast("string"), F.lit("")) for c in EXPECTED_COLUMNS],
-    )
+    # JSON keeps fields apart even when a value contains the separator, as a quoted comma can.
+    canonical = F.to_json(F.struct(*EXPECTED_COLUMNS))
     return events.select(
         F.sha2(canonical, 256).substr(1, 32).alias("event_id"),
         "event_time",
@@ -240,7 +287,7 @@ def run(spark: SparkSession, options: dict[str, str]) -> dict[str, object]:
     try:
         events = drop_headers(lines)
         parsed = parse_events(split_fields(events), event_date).persist()
-        line_count = lines.count()
+        line_count = _count_or_explain(lines, options["landing_path"])
         rows_in = events.count()
 
         quarantined = quarantine_rows(parsed, event_date)
@@ -282,6 +329,19 @@ def run(spark: SparkSession, options: dict[str, str]) -> dict[str, object]:
     return metrics
 
 
+def _count_or_explain(lines: DataFrame, landing_path: str) -> int:
+    """Count the lines, turning a read failure into an error that names the folder and the cause."""
+    try:
+        return lines.count()
+    except Exception as error:
+        # Spark's message for a damaged gzip names neither the file nor the likely fix.
+        detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise RuntimeError(
+            f"reading the landing files under {landing_path} failed: {detail}. A .csv.gz file there "
+            "may be truncated or corrupt (check each with `gzip -t`), or a file name may contain ':'."
+        ) from error
+
+
 def parse_arguments(argv: list[str]) -> dict[str, str]:
     """Parse ``--name value`` job arguments, as Glue passes them, outside Glue."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -300,6 +360,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         from awsglue.job import Job
         from awsglue.utils import getResolvedOptions
     except ImportError:
+        GlueContext = None
+    if GlueContext is None:
+        # Outside Glue: local Spark, or a session the caller already started.
         spark = SparkSession.builder.appName("raw_to_silver").getOrCreate()
         return run(spark, parse_arguments(argv))
 

@@ -185,3 +185,63 @@ def test_expected_columns_match_landing_contract():
     from lakehouse.landing import EXPECTED_COLUMNS
 
     assert job.EXPECTED_COLUMNS == EXPECTED_COLUMNS
+
+
+def test_parse_quote_heavy_line_no_crash(spark):
+    line = GOOD.replace(",apple,", ',"' + '""' * 3000 + '",')
+    row = parse(spark, [line]).collect()[0]
+    assert row["reject_reason"] is None
+    assert row["brand"] == '"' * 3000
+
+
+def test_parse_many_commas_quarantined(spark):
+    (reason,) = reasons(spark, ["," * 40000])
+    assert reason == "wrong field count: expected 9, found 40001"
+
+
+def test_parse_doubled_quotes_unescaped(spark):
+    row = parse(spark, [GOOD.replace(",apple,", ',"O""Neil",')]).collect()[0]
+    assert row["brand"] == 'O"Neil'
+
+
+def test_parse_unterminated_quote_reason(spark):
+    (reason,) = reasons(spark, [GOOD.replace(",apple,", ',"apple,')])
+    assert reason.startswith("malformed CSV row: expected 9 fields")
+
+
+def test_parse_replacement_character_rejected(spark):
+    (reason,) = reasons(spark, [GOOD.replace("apple", "caf\ufffd")])
+    assert reason == "invalid UTF-8: the row has bytes that are not UTF-8 text"
+
+
+def test_event_id_distinguishes_quoted_commas(spark):
+    first = GOOD.replace("electronics.smartphone,apple", '"a,b",c')
+    second = GOOD.replace("electronics.smartphone,apple", 'a,"b,c"')
+    ids = {r["event_id"] for r in job.to_silver(parse(spark, [first, second])).collect()}
+    assert len(ids) == 2
+
+
+def test_run_line_rules_match_gate_count(spark, tmp_path):
+    from lakehouse.landing import count_rows
+
+    day = tmp_path / "landing/events/event_date=2019-10-01"
+    body = "\ufeff" + job.HEADER_LINE + "\r\n" + GOOD + "\r\n\t\r\n" + GOOD.replace("apple", "app\rle") + "\n"
+    _write(day / "a.csv", body)
+    _write(day / "notes.txt", GOOD + "\n")
+    _write(day / "b.CSV", GOOD + "\n")
+    metrics = job.run(spark, _options(tmp_path))
+    assert metrics["rows_in"] == 2
+    assert metrics["rows_in"] == count_rows(day / "a.csv")
+
+
+def test_run_truncated_gzip_names_folder(spark, tmp_path):
+    import gzip
+
+    day = tmp_path / "landing/events/event_date=2019-10-01"
+    data = gzip.compress((job.HEADER_LINE + "\n" + (GOOD + "\n") * 20000).encode())
+    _write(day / "a.csv.gz", "")
+    (day / "a.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RuntimeError) as error:
+        job.run(spark, _options(tmp_path))
+    assert str(day) in str(error.value)
+    assert "truncated or corrupt" in str(error.value)

@@ -352,3 +352,15 @@ def test_count_if_keeps_trino_semantics():
     plan = plan_ctas(render("daily_unique_visitors"))
     assert "COUNT_IF" not in plan.select_sql.upper()
     assert "COUNT(CASE WHEN" in plan.select_sql.upper()
+
+
+def test_dashboard_day_without_carts(tmp_path):
+    from lakehouse.dashboard import build_dashboard
+
+    write_silver(tmp_path, DAY, [e for e in FIXTURE if e[3] != "cart"])
+    for table in GOLD_TABLES:
+        build(tmp_path, table)
+    assert read_gold(tmp_path, "cart_abandonment") == []
+    page = build_dashboard(tmp_path, DAY).read_text()
+    assert "id='cart_abandonment'" in page
+    assert "data-kpi='unique_visitors'>Unique visitors<b>4</b>" in page

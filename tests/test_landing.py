@@ -124,3 +124,68 @@ def test_land_again_compressed_replaces_plain(tmp_path):
     land_file(SAMPLE_NOV, tmp_path, compress=True)
     day = tmp_path / "landing/events/event_date=2019-11-01"
     assert sorted(p.name for p in day.iterdir()) == ["2019-Nov-first-rows-no-header.csv.gz"]
+
+
+def test_land_non_utf8_row_quarantined(tmp_path):
+    source = tmp_path / "cp1252.csv"
+    source.write_bytes(
+        f"{EXPECTED_HEADER}\n{ROW}\n".encode() + ROW.replace("shiseido", "caf\xe9").encode("cp1252") + b"\n"
+    )
+    report = land_file(source, tmp_path / "lake")
+    assert report.rows_in == 2
+    assert report.rows_landed == 1
+    assert report.quarantined == 1
+    quarantine = (tmp_path / "lake/quarantine/landing/cp1252.csv").read_text()
+    assert "not UTF-8 text" in quarantine
+
+
+def test_land_truncated_gzip_names_file(tmp_path):
+    source = tmp_path / "cut.csv.gz"
+    data = gzip.compress(f"{EXPECTED_HEADER}\n{ROW}\n".encode() * 3000)
+    source.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        LandingError, match=r"cut\.csv\.gz: cannot read the gzip data .* truncated or corrupt"
+    ):
+        land_file(source, tmp_path / "lake")
+    assert not list((tmp_path / "lake").rglob("*.csv*"))
+
+
+def test_land_skips_leading_blank_lines(tmp_path):
+    source = tmp_path / "blank-first.csv"
+    source.write_text(f"\n\n{EXPECTED_HEADER}\n{ROW}\n")
+    report = land_file(source, tmp_path / "lake")
+    assert report.has_header
+    assert report.rows_in == 1
+
+
+def test_land_corrected_source_drops_old_day(tmp_path):
+    source = tmp_path / "fix.csv"
+    source.write_text(f"{EXPECTED_HEADER}\n{ROW}\n{ROW.replace('2019-10-01', '2019-10-02')}\n")
+    land_file(source, tmp_path / "lake")
+    source.write_text(f"{EXPECTED_HEADER}\n{ROW}\n")
+    report = land_file(source, tmp_path / "lake")
+    assert [Path(p).parent.name for p in report.removed] == ["event_date=2019-10-02"]
+    assert not (tmp_path / "lake/landing/events/event_date=2019-10-02/fix.csv").exists()
+
+
+def test_cli_land_rejects_name_clash(tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "2019-Oct.csv").write_text(f"{EXPECTED_HEADER}\n{ROW}\n")
+    code = cli_main(
+        [
+            "land",
+            "--root",
+            str(tmp_path / "lake"),
+            str(tmp_path / "a/2019-Oct.csv"),
+            str(tmp_path / "b/2019-Oct.csv"),
+        ]
+    )
+    assert code == 2
+    assert "would land under the same name" in capsys.readouterr().err
+    assert not (tmp_path / "lake").exists()
+
+
+def test_cli_land_folder_message(tmp_path, capsys):
+    assert cli_main(["land", "--root", str(tmp_path / "lake"), str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

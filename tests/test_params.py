@@ -86,3 +86,10 @@ def test_ingestion_id_long_run_id_fits():
 
 def test_ingestion_id_unique_per_try():
     assert ingestion_id("d", "manual__1", 1) != ingestion_id("d", "manual__1", 2)
+
+
+def test_whole_float_window_accepted():
+    parameters = GoldParameters.from_context(
+        context(params={"abandonment_window_hours": 24.0}, logical_date=MIDNIGHT)
+    )
+    assert parameters.window_hours == 24

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -16,15 +17,28 @@ from lakehouse.settings import Settings
 
 
 def _land(args: argparse.Namespace) -> int:
-    from lakehouse.landing import LandingError, land_file
+    from lakehouse.landing import LandingError, source_stem, land_file
 
     settings = Settings.from_env()
     root = Path(args.root).resolve() if args.root else settings.local_root
-    for source in args.files:
-        path = Path(source)
+    paths = [Path(source) for source in args.files]
+    for path in paths:
+        if path.is_dir():
+            print(f"error: {path} is a folder; give the raw files in it", file=sys.stderr)
+            return 2
         if not path.is_file():
             print(f"error: file not found: {path}", file=sys.stderr)
             return 2
+    stems = Counter(source_stem(p) for p in paths)
+    clashes = sorted(str(p) for p in paths if stems[source_stem(p)] > 1)
+    if clashes:
+        # Landing files are named after their source, so these would overwrite each other.
+        print(
+            f"error: these files would land under the same name: {', '.join(clashes)}; rename one",
+            file=sys.stderr,
+        )
+        return 2
+    for path in paths:
         try:
             report = land_file(path, root, compress=args.gzip or None)
         except LandingError as error:
@@ -35,6 +49,8 @@ def _land(args: argparse.Namespace) -> int:
             f"landed {path}: {report.rows_in} rows in, {report.rows_landed} landed ({days}), "
             f"{report.quarantined} quarantined, header {'found' if report.has_header else 'absent'}"
         )
+        for replaced in report.removed:
+            print(f"  removed {replaced}: an earlier landing of this source")
     print(f"landing zone: {root / 'landing' / 'events'}")
     return 0
 

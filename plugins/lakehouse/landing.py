@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -85,6 +86,36 @@ def read_prefix(path: Path, size: int = HEADER_PROBE_BYTES) -> bytes:
         return stream.read(size)
 
 
+# Hadoop's path parser, which Spark and Glue read through, rejects these in a file name.
+_UNREADABLE_NAME = re.compile(r"[:{}\[\]*?\\]")
+
+
+def check_name(name: str) -> None:
+    """Reject a landing file name that Spark cannot open."""
+    bad = sorted(set(_UNREADABLE_NAME.findall(name)))
+    if bad:
+        raise LandingError(
+            f"{name}: invalid file name, Spark cannot read a name with {' '.join(bad)}; rename it"
+        )
+
+
+def check_gzip(path: Path) -> None:
+    """Read a whole gzip file to find truncation or corruption before Spark does."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        raise LandingError(f"{path}: truncated or corrupt gzip ({error}); land the file again") from error
+
+
+def ignored_files(day_dir: Path) -> list[Path]:
+    """Return the entries of a day's folder that the pipeline does not read."""
+    if not day_dir.is_dir():
+        return []
+    return sorted(p for p in day_dir.iterdir() if not (p.is_file() and is_raw_file(p.name)))
+
+
 def landing_files(day_dir: Path) -> list[Path]:
     if not day_dir.is_dir():
         return []
@@ -92,13 +123,18 @@ def landing_files(day_dir: Path) -> list[Path]:
 
 
 def count_rows(path: Path) -> int:
-    """Count the event rows of a landing file: non-blank lines other than the header."""
+    """Count the event rows of a landing file: non-blank lines other than the header.
+
+    Lines are split as the Glue script splits them: at LF only, without one trailing CR and a
+    leading byte-order mark.
+    """
     opener = gzip.open if path.name.endswith(".gz") else open
+    header = EXPECTED_HEADER.encode()
     rows = 0
     with opener(path, "rb") as stream:
         for raw in stream:
-            line = raw.rstrip(b"\r\n")
-            if line.strip() and line != EXPECTED_HEADER.encode():
+            line = raw.removesuffix(b"\n").removesuffix(b"\r").removeprefix(b"\xef\xbb\xbf")
+            if line.strip() and line != header:
                 rows += 1
     return rows
 
@@ -113,13 +149,14 @@ class LandingReport:
     rows_by_day: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
     files: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     @property
     def rows_landed(self) -> int:
         return sum(self.rows_by_day.values())
 
 
-def _source_stem(source: Path) -> str:
+def source_stem(source: Path) -> str:
     name = source.name
     for suffix in (".gz", ".csv"):
         name = name.removesuffix(suffix)
@@ -173,29 +210,48 @@ def land_file(source: Path, lake_root: Path, *, compress: bool | None = None) ->
 
     The source is read as a stream, so its size is bounded by the disk, not by memory.
     Each output is written under a temporary name and renamed when the whole source is read.
+    A line that is not UTF-8 text, or whose date cannot be read, goes to quarantine.
 
     :param compress: write ``.csv.gz``; by default, when the source is gzip.
-    :raises LandingError: the file is empty, or its first line is neither the header nor an
-        event row.
+    :raises LandingError: the file is empty, truncated or corrupt gzip, or its first line is
+        neither the header nor an event row.
     """
-    stem = _source_stem(source)
+    stem = source_stem(source)
     with source.open("rb") as probe:
         is_gzip = probe.read(2) == b"\x1f\x8b"
     compress = is_gzip if compress is None else compress
     suffix = ".csv.gz" if compress else ".csv"
     quarantine_file = lake_root / "quarantine" / "landing" / f"{stem}.csv"
     report: LandingReport | None = None
-    quarantine: Any = None
     quarantine_text: io.TextIOWrapper | None = None
+    quarantine: Any = None
     with ExitStack() as stack:
         outputs = _PartialFiles(stack)
+
+        def reject(line_number: int, reason: str, line: str) -> None:
+            nonlocal quarantine_text, quarantine
+            if quarantine_text is None:
+                binary = outputs.open(quarantine_file, False)
+                quarantine_text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+                quarantine = csv.writer(quarantine_text)
+                quarantine.writerow(["source_file", "line_number", "reason", "line"])
+            quarantine.writerow([source.name, line_number, reason, line])
+            report.quarantined += 1
+
         try:
             opener = gzip.open if is_gzip else open
             stream = stack.enter_context(opener(source, "rb"))
             for line_number, raw in enumerate(stream, start=1):
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                    valid_text = True
+                except UnicodeDecodeError:
+                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                    valid_text = False
                 if report is None:
                     line = line.lstrip("\ufeff")
+                    if not line.strip():
+                        continue
                     has_header = line.strip() == EXPECTED_HEADER
                     if not has_header and _route_date(line) is None:
                         raise LandingError(
@@ -209,23 +265,16 @@ def land_file(source: Path, lake_root: Path, *, compress: bool | None = None) ->
                     continue
                 report.rows_in += 1
                 day = _route_date(line)
-                if day is None:
-                    if quarantine_text is None:
-                        quarantine_text = io.TextIOWrapper(
-                            outputs.open(quarantine_file, False), encoding="utf-8", newline=""
-                        )
-                        quarantine = csv.writer(quarantine_text)
-                        quarantine.writerow(["source_file", "line_number", "reason", "line"])
-                    quarantine.writerow(
-                        [source.name, line_number, "event_time does not start with a date", line]
-                    )
-                    report.quarantined += 1
-                    continue
-                final = lake_root / "landing" / "events" / f"event_date={day}" / f"{stem}{suffix}"
-                if final not in outputs:
-                    outputs.open(final, compress).write(EXPECTED_HEADER.encode() + b"\n")
-                outputs.open(final, compress).write(line.encode("utf-8") + b"\n")
-                report.rows_by_day[day] += 1
+                if not valid_text:
+                    reject(line_number, "not UTF-8 text: the row has bytes of another encoding", line)
+                elif day is None:
+                    reject(line_number, "event_time does not start with a date", line)
+                else:
+                    final = lake_root / "landing" / "events" / f"event_date={day}" / f"{stem}{suffix}"
+                    if final not in outputs:
+                        outputs.open(final, compress).write(EXPECTED_HEADER.encode() + b"\n")
+                    outputs.open(final, compress).write(line.encode("utf-8") + b"\n")
+                    report.rows_by_day[day] += 1
             if report is None:
                 raise LandingError(f"{source}: file is empty; expected the header {EXPECTED_HEADER!r}")
             if quarantine_text is not None:
@@ -233,15 +282,33 @@ def land_file(source: Path, lake_root: Path, *, compress: bool | None = None) ->
                 quarantine_text.flush()
                 quarantine_text.detach()
             written = outputs.commit()
+        except (EOFError, OSError, zlib.error) as error:
+            outputs.discard()
+            if isinstance(error, OSError) and not is_gzip:
+                raise
+            raise LandingError(
+                f"{source}: cannot read the gzip data ({error}); the file is truncated or corrupt, "
+                "so download or copy it again"
+            ) from error
         except BaseException:
             outputs.discard()
             raise
     if quarantine_text is None:
         quarantine_file.unlink(missing_ok=True)
-    other_suffix = ".csv" if compress else ".csv.gz"
-    for path in written:
-        # The same source landed before with the other compression would be read twice.
-        if path != quarantine_file:
-            path.with_name(f"{stem}{other_suffix}").unlink(missing_ok=True)
     report.files = [str(p) for p in written if p != quarantine_file]
+    report.removed = _remove_replaced(lake_root, stem, {Path(f) for f in report.files})
     return report
+
+
+def _remove_replaced(lake_root: Path, stem: str, written: set[Path]) -> list[str]:
+    """Remove this source's earlier landing files that this landing did not write again.
+
+    They are the same file with the other compression, or days that a corrected source no
+    longer has; either would be read twice or keep rows the source dropped.
+    """
+    removed = []
+    for path in sorted((lake_root / "landing" / "events").glob(f"event_date=*/{stem}.csv*")):
+        if path.name in (f"{stem}.csv", f"{stem}.csv.gz") and path not in written:
+            path.unlink()
+            removed.append(str(path))
+    return removed

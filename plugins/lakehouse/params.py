@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param
@@ -102,6 +102,9 @@ def resolve_event_date(context: Any) -> date:
 def _int_in_range(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ParameterError(f"invalid {name} {value!r}: expected a whole number")
+    # JSON Schema counts 24.0 as an integer, so the trigger form and the API accept it too.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     try:
         number = int(str(value).strip())
     except ValueError as error:
@@ -178,3 +181,145 @@ class GoldParameters:
             "brand_min_views": self.brand_min_views,
             "brand_conversion_ratio": repr(float(self.brand_conversion_ratio)),
         }
+
+
+# The streaming replay DAG. A time is UTC: "YYYY-MM-DD", or a date and time with an optional
+# "Z", " UTC" or "+00:00". Other offsets are rejected rather than converted, so that a range
+# typed in the form means the same instants as the event_time column.
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?( ?UTC|Z|[+]00:?00)?$"
+MAX_REPLAY_DAYS = 31
+MAX_SPEEDUP = 3600
+MAX_REPLAY_EVENTS = 100_000_000
+STREAM_NAME_SCHEMA = r"^[A-Za-z0-9_.-]{1,128}$"
+
+REPLAY_PARAMS = {
+    "start": Param(
+        "2019-10-01",
+        type="string",
+        pattern=TIMESTAMP_PATTERN,
+        minLength=10,
+        maxLength=32,
+        title="Start of the event-time range (UTC)",
+        description=(
+            "First event time to replay, inclusive: YYYY-MM-DD for midnight, or YYYY-MM-DD HH:MM[:SS] in UTC."
+        ),
+    ),
+    "end": Param(
+        "2019-10-01",
+        type="string",
+        pattern=TIMESTAMP_PATTERN,
+        minLength=10,
+        maxLength=32,
+        title="End of the event-time range (UTC)",
+        description=(
+            "Event time where the replay stops, exclusive. A date alone means the end of that "
+            f"day, so start = end = one date replays that whole day. At most {MAX_REPLAY_DAYS} "
+            "days after the start."
+        ),
+    ),
+    "speedup": Param(
+        60,
+        type="number",
+        minimum=0,
+        maximum=MAX_SPEEDUP,
+        title="Speed-up factor",
+        description=(
+            "Event-time seconds replayed per wall-clock second: 1 is real time, 60 an hour a "
+            "minute, 0 as fast as the stream accepts."
+        ),
+    ),
+    "max_events": Param(
+        1_000_000,
+        type="integer",
+        minimum=1,
+        maximum=MAX_REPLAY_EVENTS,
+        title="Maximum number of events",
+        description="The replay stops after this many events, the earliest of the range first.",
+    ),
+    "stream_name": Param(
+        None,
+        type=["null", "string"],
+        pattern=STREAM_NAME_SCHEMA,
+        title="Kinesis stream",
+        description=(
+            "Stream to replay into: 1 to 128 letters, digits, '_', '.' or '-'. Leave empty for "
+            "the LAKEHOUSE_STREAM_NAME setting."
+        ),
+    ),
+}
+
+
+def parse_utc_timestamp(value: Any, name: str, *, is_end: bool = False) -> datetime:
+    """Parse a replay bound as an aware UTC datetime.
+
+    A date alone is midnight at the start, and the next midnight at the end, because the end is
+    exclusive and ``end = 2019-10-01`` reads as "through that day".
+    """
+    text = str(value).strip() if value is not None else ""
+    if not re.match(TIMESTAMP_PATTERN, text):
+        raise ParameterError(f"invalid {name} {text!r}: expected YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS] in UTC")
+    if len(text) == 10:
+        day = _parse_date(text, name)
+        moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return moment + timedelta(days=1) if is_end else moment
+    cleaned = text.removesuffix("UTC").removesuffix("Z").strip().replace(" ", "T")
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError as error:
+        raise ParameterError(f"invalid {name} {text!r}: {error}") from error
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ReplayParameters:
+    """Validated values of one replay run: the half-open range [start, end) and its pacing."""
+
+    start: datetime
+    end: datetime
+    speedup: float = 60.0
+    max_events: int = 1_000_000
+    stream_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ParameterError(
+                f"invalid range: end {self.end.isoformat()} is not after start {self.start.isoformat()}"
+            )
+        if self.end - self.start > timedelta(days=MAX_REPLAY_DAYS):
+            raise ParameterError(
+                f"invalid range {self.start.isoformat()} to {self.end.isoformat()}: "
+                f"expected at most {MAX_REPLAY_DAYS} days"
+            )
+        speedup = self.speedup
+        if (
+            isinstance(speedup, bool)
+            or not isinstance(speedup, (int, float))
+            or math.isnan(speedup)
+            or not 0 <= speedup <= MAX_SPEEDUP
+        ):
+            raise ParameterError(f"invalid speedup {speedup!r}: expected a number from 0 to {MAX_SPEEDUP}")
+        _int_in_range(self.max_events, "max_events", 1, MAX_REPLAY_EVENTS)
+        if self.stream_name is not None and not re.match(STREAM_NAME_SCHEMA, self.stream_name):
+            raise ParameterError(
+                f"invalid stream_name {self.stream_name!r}: expected 1 to 128 letters, digits, "
+                "'_', '.' or '-'"
+            )
+
+    @classmethod
+    def from_context(cls, context: Any) -> ReplayParameters:
+        params = context.get("params") or {}
+        speedup = params.get("speedup", 60)
+        if isinstance(speedup, bool):
+            raise ParameterError(f"invalid speedup {speedup!r}: expected a number")
+        try:
+            speedup = float(speedup)
+        except (TypeError, ValueError) as error:
+            raise ParameterError(f"invalid speedup {speedup!r}: expected a number") from error
+        stream = params.get("stream_name")
+        return cls(
+            start=parse_utc_timestamp(params.get("start"), "start"),
+            end=parse_utc_timestamp(params.get("end"), "end", is_end=True),
+            speedup=speedup,
+            max_events=_int_in_range(params.get("max_events", 1_000_000), "max_events", 1, MAX_REPLAY_EVENTS),
+            stream_name=str(stream).strip() if stream not in (None, "") else None,
+        )

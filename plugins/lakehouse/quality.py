@@ -98,7 +98,8 @@ def evaluate(profile: SilverProfile) -> list[str]:
     if profile.job_rows_in != profile.rows_in:
         failures.append(
             f"the Glue job read {profile.job_rows_in} rows but the landing files have "
-            f"{profile.rows_in}: the landing zone changed during the run, run it again"
+            f"{profile.rows_in}: a landing file was added, replaced or removed after the job read "
+            "the folder, so run the day again"
         )
     if profile.job_silver_rows != profile.silver_rows:
         failures.append(

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 from lakehouse.jobs import gold_asset
 from lakehouse.params import GoldParameters, ParameterError, resolve_event_date
 from lakehouse.settings import Settings
+from lakehouse.targets.stream_local import LocalStreamSteps
 
 
 def _event_date(context: Any) -> date:
@@ -36,7 +37,15 @@ class LocalLandingSensor(BaseSensorOperator):
     """
 
     def poke(self, context: Any) -> bool:
-        from lakehouse.landing import LandingError, check_header, landing_files, read_prefix
+        from lakehouse.landing import (
+            LandingError,
+            check_gzip,
+            check_header,
+            check_name,
+            ignored_files,
+            landing_files,
+            read_prefix,
+        )
 
         day = _event_date(context)
         day_dir = Path(Settings.from_env().lake.landing_day(day.isoformat()))
@@ -44,9 +53,15 @@ class LocalLandingSensor(BaseSensorOperator):
         if not files:
             self.log.info("No landing files for %s yet under %s", day, day_dir)
             return False
+        ignored = [p.name for p in ignored_files(day_dir) if not p.name.startswith(("_", "."))]
+        if ignored:
+            self.log.warning("Not read, because not *.csv or *.csv.gz files: %s", ", ".join(ignored))
         for path in files:
             try:
+                check_name(path.name)
                 check_header(read_prefix(path), str(path))
+                if path.name.endswith(".gz"):
+                    check_gzip(path)
             except LandingError as error:
                 raise AirflowFailException(str(error)) from error
         self.log.info("Landing files for %s: %s", day, ", ".join(p.name for p in files))
@@ -238,7 +253,7 @@ class LocalDashboardOperator(BaseOperator):
         return str(page)
 
 
-class LocalTarget:
+class LocalTarget(LocalStreamSteps):
     """Builds each step of the batch DAG for the local lake."""
 
     name = "local"
