@@ -76,7 +76,7 @@ def check_landing_objects(files: list[dict[str, Any]], **context: Any) -> bool:
     """
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from lakehouse.landing import HEADER_PROBE_BYTES, LandingError, check_header
+    from lakehouse.landing import HEADER_PROBE_BYTES, LandingError, check_header, check_name
 
     settings = Settings.from_env()
     day = _event_date(context).isoformat()
@@ -88,8 +88,11 @@ def check_landing_objects(files: list[dict[str, Any]], **context: Any) -> bool:
         name = f"s3://{settings.bucket}/{item['Key']}"
         if not item.get("Size"):
             raise AirflowFailException(f"{name}: file is empty")
+        # NOTE: only the first bytes are read, so a truncated gzip passes here and fails in the
+        # Glue job, whose error names the landing folder.
         body = hook.get_key(item["Key"], settings.bucket).get(Range=f"bytes=0-{HEADER_PROBE_BYTES - 1}")
         try:
+            check_name(item["Key"].rsplit("/", 1)[-1])
             check_header(body["Body"].read(), name)
         except LandingError as error:
             raise AirflowFailException(str(error)) from error
