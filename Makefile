@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)/plugins
 export LAKEHOUSE_TARGET ?= local
 export LAKEHOUSE_LOCAL_ROOT ?= $(CURDIR)/.lake
 
-.PHONY: install run test lint format clean airflow airflow-stop
+.PHONY: install run test lint format clean airflow airflow-stop replay
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,20 @@ run: $(AIRFLOW_HOME)/airflow.db
 		|| (grep -E "Error|Exception|timed out" $(AIRFLOW_HOME)/dags-test.log | tail -n 5; \
 		    echo "DAG run failed; full log: $(AIRFLOW_HOME)/dags-test.log"; exit 1)
 	@$(BIN)/python -m lakehouse.cli summary --date $(DAY)
+
+## Replay DAY of the shipped real rows into a local Kinesis stream (moto on 127.0.0.1) at speed-up
+## SPEEDUP (default 0: as fast as it accepts), read them back, then stop the endpoint unless KEEP_STREAM=1.
+replay: SPEEDUP ?= 0
+replay: $(AIRFLOW_HOME)/airflow.db
+	@$(BIN)/python -m lakehouse.cli land $(SAMPLE)
+	@echo "Replaying $(DAY) into a local Kinesis stream at speed-up $(SPEEDUP); log: $(AIRFLOW_HOME)/replay-test.log"
+	@$(BIN)/airflow dags test ecommerce_stream_replay \
+		--conf '{"start": "$(DAY)", "end": "$(DAY)", "speedup": $(SPEEDUP)}' > $(AIRFLOW_HOME)/replay-test.log 2>&1 \
+		|| (grep -E "Error|Exception|timed out" $(AIRFLOW_HOME)/replay-test.log | tail -n 5; \
+		    $(BIN)/python -m lakehouse.kinesis_local stop > /dev/null; \
+		    echo "DAG run failed; full log: $(AIRFLOW_HOME)/replay-test.log"; exit 1)
+	@grep -oE "Replay into .* finished: .*sources \{[^}]*\}|Reconciled stream .* unexpected [0-9]+" $(AIRFLOW_HOME)/replay-test.log
+	@$(BIN)/python -m lakehouse.kinesis_local $(if $(KEEP_STREAM),status,stop)
 
 ## Run the test suite.
 test: $(VENV)/.installed

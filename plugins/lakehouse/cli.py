@@ -17,7 +17,7 @@ from lakehouse.settings import Settings
 
 
 def _land(args: argparse.Namespace) -> int:
-    from lakehouse.landing import LandingError, source_stem, land_file
+    from lakehouse.landing import LandingError, land_file, source_stem
 
     settings = Settings.from_env()
     root = Path(args.root).resolve() if args.root else settings.local_root

@@ -21,13 +21,13 @@ out to about 100 events a minute where the full dataset has about 950):
 
 * the daily volume: 1.35 million events, the mean of the full October file (42.4 million rows
   over 31 days);
-* the hourly curve: a cosine over the day with its peak at 15:00 UTC (18:00 in Moscow, the
-  store's time zone) and a peak-to-trough ratio of 4;
+* the hourly curve: a cosine over the day with its peak at 15:00 UTC, an evening in Europe,
+  and a peak-to-trough ratio of 4;
 * the weekly curve: weekdays slightly below and weekends slightly above the mean;
 * the catalogue beyond the real products: each real product has ``variants_per_product`` - 1
-  synthetic siblings with the same category and brand, a new id and a price spread
-  log-normally around the real price (sigma 0.25); popularity within a family falls
-  log-uniformly with the variant number;
+  synthetic siblings with the same category and brand and a new id. A sibling's price is the
+  real price times a log-normal factor (sigma 0.25). Within a family, the real product and
+  the low variant numbers are drawn most often (log-uniform);
 * users: ids drawn from a population of 3 million, so that a user can return on another day;
 * tails: no session is longer than the longest measured one, in events (31) or in time (one
   hour); a user's sessions start within the measured span; 10 % of the purchased carts are
@@ -73,10 +73,10 @@ FILE_PREFIX = "synthetic-events-"
 DEFAULT_EVENTS_PER_DAY = 1_350_000
 BLOCK_SECONDS = 600
 BLOCKS_PER_DAY = 86_400 // BLOCK_SECONDS
-# The REES46 store sells in Moscow (UTC+3); an evening peak there is 15:00 UTC.
+# NOTE: assumed. The store's time zone is not published, and 15:00 UTC is an evening in Europe.
 DEFAULT_PEAK_HOUR_UTC = 15
 DEFAULT_PEAK_TO_TROUGH = 4.0
-# ISO weekday order, Monday first. Assumed; normalised to a mean of 1 when used.
+# Assumed, Monday first, and normalised to a mean of 1 when used.
 DEFAULT_WEEKLY_WEIGHTS = (0.97, 0.96, 0.96, 0.98, 1.01, 1.06, 1.06)
 DEFAULT_VARIANTS_PER_PRODUCT = 30
 VARIANT_PRICE_SIGMA = 0.25
@@ -106,7 +106,7 @@ class Product:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Distributions measured from a real Kaggle excerpt; counts are kept as (value, count)."""
+    """Distributions measured from a real Kaggle excerpt, with counts as (value, count) pairs."""
 
     source: str
     rows: int
@@ -137,11 +137,11 @@ class Calibration:
         return {key: n / total for key, n in counts.most_common()}
 
     def category_shares(self) -> dict[str, float]:
-        """Share of events per category code, most popular first; ``""`` is no category."""
+        """Share of events per category code, most popular first, with ``""`` for no category."""
         return self._shares_by("category_code")
 
     def brand_shares(self) -> dict[str, float]:
-        """Share of events per brand, most popular first; ``""`` is no brand."""
+        """Share of events per brand, most popular first, with ``""`` for no brand."""
         return self._shares_by("brand")
 
     @property
@@ -187,7 +187,7 @@ def _parse_time(text: str) -> int:
 def _read_real_rows(path: Path) -> list[list[str]]:
     """Read the whole rows of a real excerpt: nine fields, a known event type, a parseable time.
 
-    A cut-off row, like the last row of the Oct excerpt, is skipped; exact duplicates are kept,
+    A cut-off row, like the last row of the Oct excerpt, is skipped. Exact duplicates are kept,
     because they are part of what the real data looks like.
     """
     if not path.is_file():
@@ -231,7 +231,7 @@ def _calibrate_cached(path: str, _mtime_ns: int) -> Calibration:
     product_events: Counter[int] = Counter()
     for row in rows:
         product_id = int(row[2])
-        # A product's first row fixes its attributes; the real rows never change them.
+        # A product's first row fixes its attributes. No real product changes them in the excerpt.
         product_rows.setdefault(product_id, Product(product_id, row[3], row[4], row[5], row[6]))
         product_events[product_id] += 1
 
@@ -304,9 +304,9 @@ def _calibrate_cached(path: str, _mtime_ns: int) -> Calibration:
 class GeneratorSettings:
     """What to generate on top of the calibration: volume, curves, seed and injected quirks.
 
-    :param events_per_day: mean events of a day over a week; a day gets this volume times its
-        weekly weight, spread over the hours by the hourly curve. The count is approximate,
-        because whole visitors are generated.
+    :param events_per_day: mean events of a day over a week. A day gets this volume times its
+        weekly weight, spread over the hours by the hourly curve. The count is approximate
+        (within a few percent), because whole visitors are generated.
     :param duplicate_rate: share of rows written twice, as exact duplicates.
     :param cut_last_row: end each file with a cut-off row (its last field and newline missing).
     :param line_ending: ``"\\n"`` or ``"\\r\\n"`` (the shipped excerpt uses CRLF).
@@ -393,7 +393,7 @@ class _Model:
         self.late_min = max(self.delays[-1], 1)
         self.variants = settings.variants_per_product
         self.variant_log = math.log(self.variants + 1)
-        # Real ids stay as they are; synthetic siblings get ids above the largest real one.
+        # Real ids stay as they are, and synthetic siblings get ids above the largest real one.
         largest = max(p.product_id for p in self.products)
         self.variant_id_base = 10 ** len(str(largest))
         self.real_fragments = [
@@ -423,9 +423,9 @@ class _Model:
     def _slot_mix(self) -> list[float]:
         """Per-slot probabilities of view, cart, remove_from_cart and purchase.
 
-        A cart that converts adds a purchase slot, so the slot mix is solved for the measured
-        mix of events: with cart share c, conversion k, purchase share p and removal share r,
-        carts per slot are c / (1 - c k) and direct purchases per slot p (1 + c_slot k) - c_slot k.
+        A cart that converts adds a purchase event, so the slot mix is solved for the measured
+        mix of events. With cart share c, conversion k and purchase share p, carts per slot are
+        c_slot = c / (1 - c k), and direct purchases per slot are p (1 + c_slot k) - c_slot k.
         """
         shares = self.calibration.event_type_shares()
         conversion = self.conversion

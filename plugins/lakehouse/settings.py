@@ -28,6 +28,14 @@ GOLD_TABLES = (
 
 _BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+# The stream that deploy/infrastructure.yaml creates (its KinesisStreamName default).
+DEFAULT_STREAM_NAME = "ecommerce-events"
+# Kinesis stream names: 1 to 128 letters, digits, '_', '.' or '-' (CreateStream API reference).
+STREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# Managed Service for Apache Flink application names follow the same rule.
+_FLINK_APPLICATION_PATTERN = STREAM_NAME_PATTERN
+# A guard against typos only: the account's Kinesis shard quota applies on top of it.
+MAX_STREAM_SHARDS = 10_000
 
 
 class SettingsError(ValueError):
@@ -62,6 +70,29 @@ def _name(env: Mapping[str, str], variable: str, default: str) -> str:
     return value
 
 
+def _stream_shards(env: Mapping[str, str]) -> int | None:
+    """Return the shard count of a stream the DAG creates, or None for on-demand capacity."""
+    raw = env.get("LAKEHOUSE_STREAM_SHARDS", "").strip().lower()
+    if raw in ("", "on-demand", "on_demand", "ondemand"):
+        return None
+    shards = _positive_int(env, "LAKEHOUSE_STREAM_SHARDS", 1)
+    if shards > MAX_STREAM_SHARDS:
+        raise SettingsError(
+            f"invalid LAKEHOUSE_STREAM_SHARDS {raw!r}: expected 'on-demand' or 1 to {MAX_STREAM_SHARDS}"
+        )
+    return shards
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    """Return a TCP port, or 0 to let the system pick a free one."""
+    raw = env.get(name, "").strip()
+    if not raw or raw == "0":
+        return 0
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"invalid {name} {raw!r}: expected a TCP port from 1 to 65535, or 0")
+    return int(raw)
+
+
 def _project_dir(env: Mapping[str, str], variable: str, *parts: str) -> Path:
     """Find a folder of the project: in the repository, or in the DAGs folder as on MWAA.
 
@@ -76,6 +107,25 @@ def _project_dir(env: Mapping[str, str], variable: str, *parts: str) -> Path:
     )
     candidates = [PROJECT_ROOT.joinpath(*parts), Path(dags_folder).joinpath(*parts)]
     return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def _stream_name(env: Mapping[str, str]) -> str:
+    value = env.get("LAKEHOUSE_STREAM_NAME", "").strip() or DEFAULT_STREAM_NAME
+    if not STREAM_NAME_PATTERN.match(value):
+        raise SettingsError(
+            f"invalid LAKEHOUSE_STREAM_NAME {value!r}: expected 1 to 128 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def _flink_application(env: Mapping[str, str]) -> str:
+    """Return the Flink application to start before a replay, or '' when there is none."""
+    value = env.get("LAKEHOUSE_FLINK_APPLICATION", "").strip()
+    if value and not _FLINK_APPLICATION_PATTERN.match(value):
+        raise SettingsError(
+            f"invalid LAKEHOUSE_FLINK_APPLICATION {value!r}: expected 1 to 128 letters, digits, '_', '.' or '-'"
+        )
+    return value
 
 
 def _schedule(env: Mapping[str, str]) -> str | None:
@@ -112,6 +162,12 @@ class Settings:
     sql_dir: Path
     glue_scripts_dir: Path
     spark_master: str
+    # The streaming replay DAG. Defaults keep Settings(...) built by hand valid.
+    stream_name: str = DEFAULT_STREAM_NAME
+    stream_shards: int | None = None
+    flink_application: str = ""
+    kinesis_local_port: int = 0
+    replay_log_interval_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -138,6 +194,11 @@ class Settings:
             sql_dir=_project_dir(env, "LAKEHOUSE_SQL_DIR", "include", "sql"),
             glue_scripts_dir=_project_dir(env, "LAKEHOUSE_GLUE_SCRIPTS_DIR", "glue_scripts"),
             spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",
+            stream_name=_stream_name(env),
+            stream_shards=_stream_shards(env),
+            flink_application=_flink_application(env),
+            kinesis_local_port=_port(env, "LAKEHOUSE_KINESIS_LOCAL_PORT"),
+            replay_log_interval_seconds=_positive_int(env, "LAKEHOUSE_REPLAY_LOG_INTERVAL", 30),
         )
 
     @property
@@ -198,3 +259,12 @@ class Lake:
     @property
     def dashboard_dir(self) -> str:
         return self.path("dashboard")
+
+    @property
+    def replay_checkpoints(self) -> str:
+        return self.path("replay", "checkpoints")
+
+    @property
+    def kinesis_local_dir(self) -> str:
+        """Folder of the local Kinesis endpoint's address file and log; local target only."""
+        return self.path("kinesis")

@@ -41,6 +41,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 from lakehouse.jobs import GLUE_SCRIPT, glue_job_arguments, gold_asset
 from lakehouse.params import GoldParameters, ParameterError, resolve_event_date
 from lakehouse.settings import GOLD_TABLES, Lake, Settings
+from lakehouse.targets.stream_aws import AwsStreamSteps
 
 DAY = "{{ lakehouse_event_date() }}"
 BUCKET = "{{ lakehouse_settings().bucket }}"
@@ -428,7 +429,7 @@ def _delete_prefix(s3: Any, location: str) -> None:
         s3.delete_objects(bucket, keys)
 
 
-class AwsTarget:
+class AwsTarget(AwsStreamSteps):
     """Builds each step of the batch DAG from the Amazon provider's operators."""
 
     name = "aws"
