@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,9 @@ def local_spark_session(master: str) -> Any:
     """Start or reuse a Spark session bound to 127.0.0.1, with the UI and progress bars off."""
     from pyspark.sql import SparkSession
 
+    # Without it the JVM resolves the host name and picks a network interface's address for its
+    # internal services before the configs below apply.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = (
         SparkSession.builder.master(master)
         .appName("ecommerce_lakehouse_local")
