@@ -37,6 +37,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from lakehouse.landing import EXPECTED_COLUMNS
+
 logger = logging.getLogger(__name__)
 
 # PutRecords limits (Kinesis Data Streams API reference, PutRecords).
@@ -56,17 +58,6 @@ RETRYABLE_CALL_ERRORS = frozenset(
     }
 )
 
-EXPECTED_COLUMNS = (
-    "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_id",
-    "user_session",
-)
 EVENT_TYPES = frozenset({"view", "cart", "remove_from_cart", "purchase"})
 # The rules of glue_scripts/raw_to_silver.py, so a landing row is replayed only when the Glue
 # job would have kept it.

@@ -27,10 +27,10 @@ from airflow.providers.amazon.aws.operators.kinesis_analytics import (
     KinesisAnalyticsV2StartApplicationOperator,
 )
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from lakehouse.settings import Settings
-from lakehouse.targets.stream_local import REPLAY_TASK_ID, replay_parameters, stream_name
+from lakehouse.targets.stream import ReconcileOperator, ReplayOperator, replay_parameters, stream_name
 
 CONN = "{{ lakehouse_settings().aws_conn_id }}"
 
@@ -113,106 +113,40 @@ class AwsStartAnalyticsAppOperator(KinesisAnalyticsV2StartApplicationOperator):
         return super().execute(context)
 
 
-class AwsReplayOperator(BaseOperator):
-    """Replay the range's events from the data bucket into the stream, resuming an S3 checkpoint."""
+class _BucketLake:
+    """The lake in the data bucket and the stream, both through the provider's hooks."""
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
+    def lake_files(self, settings: Settings) -> Any:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from lakehouse.replay import (
-            DeliveryError,
-            ReplayError,
-            SourceStats,
-            checkpoint_key,
-            read_events,
-            replay,
+        return S3LakeFiles(S3Hook(aws_conn_id=settings.aws_conn_id), settings.bucket)
+
+    def kinesis_client(self, settings: Settings) -> Any:
+        from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
+
+        return KinesisHook(aws_conn_id=settings.aws_conn_id).conn
+
+    def lake_location(self, settings: Settings) -> str:
+        return f"s3://{settings.bucket}"
+
+
+class AwsReplayOperator(_BucketLake, ReplayOperator):
+    """Replay the range's events from the data bucket into the stream, with an S3 checkpoint."""
+
+    def checkpoint(self, settings: Settings, key: str) -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Checkpoint(
+            S3Hook(aws_conn_id=settings.aws_conn_id), settings.bucket, f"replay/checkpoints/{key}"
         )
 
-        settings = Settings.from_env()
-        parameters = replay_parameters(context)
-        name = stream_name(settings, parameters)
-        s3 = S3Hook(aws_conn_id=settings.aws_conn_id)
-        key = "replay/checkpoints/" + checkpoint_key(
-            name, context["run_id"], parameters.start, parameters.end
-        )
-        stats = SourceStats()
-        self.log.info(
-            "Replaying %s to %s from s3://%s into stream %s (speed-up %s, at most %d events), run %s",
-            parameters.start.isoformat(),
-            parameters.end.isoformat(),
-            settings.bucket,
-            name,
-            parameters.speedup,
-            parameters.max_events,
-            context["run_id"],
-        )
-        try:
-            result = replay(
-                read_events(S3LakeFiles(s3, settings.bucket), parameters.start, parameters.end, stats),
-                KinesisHook(aws_conn_id=settings.aws_conn_id).conn,
-                stream_name=name,
-                run_id=context["run_id"],
-                start=parameters.start,
-                end=parameters.end,
-                speedup=parameters.speedup,
-                max_events=parameters.max_events,
-                checkpoint=S3Checkpoint(s3, settings.bucket, key),
-                stats=stats,
-                log_interval_seconds=settings.replay_log_interval_seconds,
-                log=self.log,
-            )
-        except DeliveryError:
-            # The checkpoint was written first, so Airflow's retry resumes after the last batch.
-            raise
-        except ReplayError as error:
-            # A record over 1 MiB or another replay's checkpoint: a retry would fail the same way.
-            raise AirflowFailException(str(error)) from error
-        if result.sent == 0:
-            raise AirflowFailException(
-                f"no events to replay from {parameters.start.isoformat()} to {parameters.end.isoformat()} "
-                f"in s3://{settings.bucket} (sources per day: {result.sources}); land or transform those days first"
-            )
-        return result.as_dict()
 
+class AwsReconcileOperator(_BucketLake, ReconcileOperator):
+    """Read the stream back with GetRecords and compare event ids with the replay's.
 
-class AwsReconcileOperator(BaseOperator):
-    """Read the stream back from the replay's first sequence numbers and compare event ids.
-
-    NOTE: this reads with GetRecords, which shares each shard's read throughput (5 calls and
-    2 MB per second) with the real consumers. Reading back a long replay takes long too.
+    NOTE: GetRecords shares each shard's read throughput (5 calls and 2 MB per second) with the
+    real consumers, and reading back a long replay takes long too.
     """
-
-    def __init__(self, *, replay_task_id: str = REPLAY_TASK_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.replay_task_id = replay_task_id
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        import itertools
-
-        from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from lakehouse.replay import read_events, read_stream, reconcile
-
-        settings = Settings.from_env()
-        parameters = replay_parameters(context)
-        sent = context["ti"].xcom_pull(task_ids=self.replay_task_id)
-        if not sent:
-            raise AirflowFailException(f"no result of {self.replay_task_id} in this run to reconcile")
-        files = S3LakeFiles(S3Hook(aws_conn_id=settings.aws_conn_id), settings.bucket)
-        expected = itertools.islice(read_events(files, parameters.start, parameters.end), sent["sent"])
-        client = KinesisHook(aws_conn_id=settings.aws_conn_id).conn
-        report = reconcile(expected, read_stream(client, sent["stream_name"], sent["first_sequence"]))
-        self.log.info(
-            "Reconciled stream %s for run %s: %s", sent["stream_name"], context["run_id"], report.summary()
-        )
-        if report.lost:
-            raise AirflowFailException(
-                f"{report.lost} events sent to stream {sent['stream_name']} were not read back "
-                f"({report.summary()}); first lost event ids: {', '.join(report.lost_sample)}"
-            )
-        return report.__dict__
 
 
 class AwsStreamSteps:
