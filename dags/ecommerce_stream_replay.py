@@ -48,8 +48,8 @@ with DAG(
         "owner": "data-platform",
         "retries": 2,
         "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
-        # A day at speed-up 1 takes a day. A longer replay times out, and its retry resumes
-        # from the checkpoint.
+        # The parameters allow at most 24 hours of pacing (a day at speed-up 1), so the timeout
+        # ends only a replay that the stream holds back. Its retry resumes from the checkpoint.
         "execution_timeout": timedelta(hours=26),
     },
     params=REPLAY_PARAMS,

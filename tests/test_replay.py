@@ -27,6 +27,7 @@ from lakehouse.replay import (
     MAX_BATCH_BYTES,
     MAX_RECORD_BYTES,
     DeliveryError,
+    DeliveryStats,
     Event,
     LocalCheckpoint,
     LocalLakeFiles,
@@ -477,6 +478,72 @@ def test_read_events_filters_range_and_counts_bad_rows(lake):
     assert stats.skipped_rows == 3
 
 
+def test_landing_rows_split_like_glue(lake):
+    """Each line is one row: an open quote, a bare CR or bad bytes spoil only their own line."""
+    folder = lake / "landing" / "events" / "event_date=2019-10-01"
+    folder.mkdir(parents=True)
+    lines = [
+        HEADER.encode(),
+        b'2019-10-01 00:00:00 UTC,view,1,2,c,"b,1.00,3,s',
+        row("2019-10-01 00:00:01", 2).encode(),
+        b"2019-10-01 00:00:02 UTC,view,3,2,c,xi\raomi,1.00,3,s",
+        b"2019-10-01 00:00:03 UTC,\tview\t,4,2,c,b,1.00,3,s",
+        "2019-10-01 00:00:04 UTC,view,5,2,c,b,\u00a010.50,3,s".encode(),
+        b"2019-10-01 00:00:05 UTC,view,6,2,c,b\xff,1.00,3,s",
+        row("2019-10-02 00:00:06", 7).encode(),
+        b",,,,,,,,",
+        row("2019-10-01 00:00:07", 8).encode(),
+    ]
+    (folder / "a.csv").write_bytes(b"\n".join(lines) + b"\n")
+    stats = SourceStats()
+    events = list(read_events(LocalLakeFiles(lake), T0, T0 + timedelta(days=2), stats))
+    payloads = [json.loads(e.data) for e in events]
+    assert [p["product_id"] for p in payloads] == [2, 3, 8]
+    # Spark's trim leaves a CR inside a field, and Glue keeps the row.
+    assert payloads[1]["brand"] == "xi\raomi"
+    # Open quote, tabs, a no-break space, bad bytes, another day's row and an empty row.
+    assert stats.skipped_rows == 6
+
+
+def test_corrupt_checkpoint_names_its_file(tmp_path):
+    path = tmp_path / "checkpoint.json"
+    for content in ("{not json", "[1, 2]", '{"sent": "abc"}', '{"sent": -5}', '{"sent": 99999999}'):
+        path.write_text(content)
+        with pytest.raises(ReplayError, match=f"invalid checkpoint {path}"):
+            run_replay([event(0)], FakeKinesis(), tmp_path, checkpoint=LocalCheckpoint(path))
+
+
+def test_empty_finished_checkpoint_replays_again(tmp_path):
+    checkpoint = LocalCheckpoint(tmp_path / "checkpoint.json")
+    assert run_replay([], FakeKinesis(), tmp_path, checkpoint=checkpoint).sent == 0
+    # The days were landed after the first try found nothing.
+    client = FakeKinesis()
+    assert run_replay([event(0, 1), event(1, 2)], client, tmp_path, checkpoint=checkpoint).sent == 2
+    assert sent_ids(client) == ["id-000001", "id-000002"]
+
+
+def test_response_without_records_retried():
+    class Closing(FakeKinesis):
+        def put_records(self, StreamName, Records):
+            if not self.calls:
+                self.calls.append({"time": None, "records": Records})
+                return {"ResponseMetadata": {"HTTPStatusCode": 200}}
+            return super().put_records(StreamName, Records)
+
+    client = Closing()
+    delivered = put_batch(
+        client,
+        "s1",
+        [event(0, 1), event(1, 2)],
+        retry=RetryPolicy(),
+        sleep=lambda seconds: None,
+        draw=lambda: 0.5,
+        stats=DeliveryStats(),
+    )
+    assert [e.event_id for e, _shard, _sequence in delivered] == ["id-000001", "id-000002"]
+    assert len(client.calls) == 2
+
+
 def test_landing_event_payload_and_id():
     fields = [
         "2019-10-01 00:00:00 UTC",
@@ -611,11 +678,23 @@ def test_utc_timestamp_forms(text, expected):
         ({"max_events": 0}, "invalid max_events 0"),
         ({"stream_name": "bad name!"}, "invalid stream_name"),
         ({"stream_name": "s" * 129}, "invalid stream_name"),
+        ({"stream_name": ".."}, "invalid stream_name"),
+        ({"start": "9999-12-31", "end": "9999-12-31"}, "invalid end '9999-12-31'"),
+        ({"start": "2019-10-01", "end": "2019-10-01", "speedup": 0.5}, "would take 48.0 hours"),
     ],
 )
 def test_replay_parameters_rejected(values, message):
     with pytest.raises(ParameterError, match=message):
         ReplayParameters.from_context(params(**values))
+
+
+def test_reversed_range_shows_typed_values():
+    with pytest.raises(ParameterError, match="typed: start '2019-10-02', end '2019-10-01'"):
+        ReplayParameters.from_context(params(start="2019-10-02", end="2019-10-01"))
+
+
+def test_empty_stream_name_means_setting():
+    assert ReplayParameters.from_context(params(stream_name="")).stream_name is None
 
 
 def test_stream_settings_from_env():
@@ -627,6 +706,8 @@ def test_stream_settings_from_env():
         Settings.from_env({"LAKEHOUSE_STREAM_SHARDS": "-2"})
     with pytest.raises(SettingsError, match="invalid LAKEHOUSE_STREAM_NAME"):
         Settings.from_env({"LAKEHOUSE_STREAM_NAME": "a/b"})
+    with pytest.raises(SettingsError, match="invalid LAKEHOUSE_STREAM_NAME"):
+        Settings.from_env({"LAKEHOUSE_STREAM_NAME": ".."})
     with pytest.raises(SettingsError, match="invalid LAKEHOUSE_KINESIS_LOCAL_PORT"):
         Settings.from_env({"LAKEHOUSE_KINESIS_LOCAL_PORT": "70000"})
 

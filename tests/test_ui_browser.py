@@ -51,7 +51,9 @@ def _free_port() -> int:
 def airflow_ui(tmp_path_factory):
     """A local Airflow on a free port of 127.0.0.1, stopped with its whole process group after."""
     if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM}: install Debian's chromium package (apt-get install chromium)"
+        message = (
+            f"Chromium not found at {CHROMIUM}: install Debian's chromium package (apt-get install chromium)"
+        )
         # CI sets LAKEHOUSE_REQUIRE_BROWSER, so a missing browser fails there instead of skipping.
         if os.environ.get("LAKEHOUSE_REQUIRE_BROWSER"):
             pytest.fail(message)

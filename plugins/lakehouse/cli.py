@@ -44,6 +44,10 @@ def _land(args: argparse.Namespace) -> int:
         except LandingError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        except OSError as error:
+            # A read-only lake, a file where a landing folder should be, a full disk.
+            print(f"error: cannot land {path} into {root}: {error}", file=sys.stderr)
+            return 1
         days = ", ".join(f"{d}: {n}" for d, n in sorted(report.rows_by_day.items()))
         print(
             f"landed {path}: {report.rows_in} rows in, {report.rows_landed} landed ({days}), "

@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # A file where a folder is expected, a read-only folder, a full disk.
+        print(f"error: cannot write the synthetic files: {error}", file=sys.stderr)
+        return 1
     for report in reports:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.counts.items()))
         print(f"wrote {report.path}: {report.rows} rows ({kinds}; duplicates {report.duplicates})")

@@ -71,6 +71,9 @@ FILE_PREFIX = "synthetic-events-"
 
 # 42.4 million rows in the full 2019-Oct.csv over 31 days.
 DEFAULT_EVENTS_PER_DAY = 1_350_000
+# Each 10-minute block is built in memory, about events_per_day / 144 events, so this bound
+# keeps a block to about 700,000 events.
+MAX_EVENTS_PER_DAY = 100_000_000
 BLOCK_SECONDS = 600
 BLOCKS_PER_DAY = 86_400 // BLOCK_SECONDS
 # NOTE: assumed. The store's time zone is not published, and 15:00 UTC is an evening in Europe.
@@ -324,8 +327,10 @@ class GeneratorSettings:
     compress: bool = True
 
     def __post_init__(self) -> None:
-        if self.events_per_day < 1:
-            raise ValueError(f"invalid events_per_day {self.events_per_day}: expected at least 1")
+        if not 1 <= self.events_per_day <= MAX_EVENTS_PER_DAY:
+            raise ValueError(
+                f"invalid events_per_day {self.events_per_day}: expected 1 to {MAX_EVENTS_PER_DAY:,}"
+            )
         if not 0 <= self.peak_hour_utc <= 23:
             raise ValueError(f"invalid peak_hour_utc {self.peak_hour_utc}: expected 0 to 23")
         if not self.peak_to_trough >= 1:

@@ -190,7 +190,11 @@ TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(
 MAX_REPLAY_DAYS = 31
 MAX_SPEEDUP = 3600
 MAX_REPLAY_EVENTS = 100_000_000
-STREAM_NAME_SCHEMA = r"^[A-Za-z0-9_.-]{1,128}$"
+# Empty means the LAKEHOUSE_STREAM_NAME setting. "." and "..", which Kinesis would accept, are
+# rejected because the name is also a folder of the replay's checkpoint.
+STREAM_NAME_SCHEMA = r"^((?!\.{1,2}$)[A-Za-z0-9_.-]{1,128})?$"
+# A replay must end within the task's execution timeout of 26 hours; a retry resumes after it.
+MAX_REPLAY_WALL_HOURS = 24
 
 REPLAY_PARAMS = {
     "start": Param(
@@ -242,8 +246,8 @@ REPLAY_PARAMS = {
         pattern=STREAM_NAME_SCHEMA,
         title="Kinesis stream",
         description=(
-            "Stream to replay into: 1 to 128 letters, digits, '_', '.' or '-'. Leave empty for "
-            "the LAKEHOUSE_STREAM_NAME setting."
+            "Stream to replay into: 1 to 128 letters, digits, '_', '.' or '-', not '.' or '..'. "
+            "Leave empty for the LAKEHOUSE_STREAM_NAME setting."
         ),
     ),
 }
@@ -261,6 +265,8 @@ def parse_utc_timestamp(value: Any, name: str, *, is_end: bool = False) -> datet
     if len(text) == 10:
         day = _parse_date(text, name)
         moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if is_end and day == date.max:
+            raise ParameterError(f"invalid {name} {text!r}: expected a date before {date.max.isoformat()}")
         return moment + timedelta(days=1) if is_end else moment
     cleaned = text.removesuffix("UTC").removesuffix("Z").strip().replace(" ", "T")
     try:
@@ -279,11 +285,19 @@ class ReplayParameters:
     speedup: float = 60.0
     max_events: int = 1_000_000
     stream_name: str | None = None
+    # The values as typed, for messages: a date alone as end means the next midnight.
+    typed_range: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
+            typed = (
+                f" (typed: start {self.typed_range[0]!r}, end {self.typed_range[1]!r})"
+                if self.typed_range
+                else ""
+            )
             raise ParameterError(
-                f"invalid range: end {self.end.isoformat()} is not after start {self.start.isoformat()}"
+                f"invalid range: end {self.end.isoformat()} is not after start {self.start.isoformat()}{typed}; "
+                "an end given as a date means the end of that day"
             )
         if self.end - self.start > timedelta(days=MAX_REPLAY_DAYS):
             raise ParameterError(
@@ -298,6 +312,13 @@ class ReplayParameters:
             or not 0 <= speedup <= MAX_SPEEDUP
         ):
             raise ParameterError(f"invalid speedup {speedup!r}: expected a number from 0 to {MAX_SPEEDUP}")
+        span_hours = (self.end - self.start).total_seconds() / 3600
+        if speedup > 0 and span_hours / speedup > MAX_REPLAY_WALL_HOURS:
+            raise ParameterError(
+                f"invalid speedup {speedup!r}: {span_hours:.1f} hours of event time would take "
+                f"{span_hours / speedup:.1f} hours, expected at most {MAX_REPLAY_WALL_HOURS}; "
+                f"use a speed-up of at least {span_hours / MAX_REPLAY_WALL_HOURS:.4g}, or 0"
+            )
         _int_in_range(self.max_events, "max_events", 1, MAX_REPLAY_EVENTS)
         if self.stream_name is not None and not re.match(STREAM_NAME_SCHEMA, self.stream_name):
             raise ParameterError(
@@ -322,4 +343,5 @@ class ReplayParameters:
             speedup=speedup,
             max_events=_int_in_range(params.get("max_events", 1_000_000), "max_events", 1, MAX_REPLAY_EVENTS),
             stream_name=str(stream).strip() if stream not in (None, "") else None,
+            typed_range=(str(params.get("start")), str(params.get("end"))),
         )

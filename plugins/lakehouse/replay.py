@@ -21,7 +21,6 @@ import csv
 import gzip
 import hashlib
 import heapq
-import io
 import json
 import logging
 import pickle
@@ -37,7 +36,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from lakehouse.landing import EXPECTED_COLUMNS
+from lakehouse.landing import EXPECTED_COLUMNS, EXPECTED_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,9 @@ _EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( UTC)?$")
 _INTEGER = re.compile(r"^[0-9]{1,19}$")
 _PRICE = re.compile(r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$")
 _MAX_BIGINT = 2**63 - 1
+_CR_STAND_IN = "\ue000"
+# Java's \s, which the Glue job's blank-line rule uses: narrower than Python's str.isspace.
+_BLANK_LINE = re.compile(r"[ \t\n\x0b\f\r]*")
 SORT_CHUNK_EVENTS = 200_000
 
 
@@ -151,11 +153,15 @@ def _valid_id(value: str | None) -> bool:
     return value is not None and bool(_INTEGER.match(value)) and int(value) <= _MAX_BIGINT
 
 
-def landing_event(row: list[str]) -> Event | None:
-    """Build the record of one landing CSV row, or return None for a row Glue would quarantine."""
+def landing_event(row: list[str], day: date | None = None) -> Event | None:
+    """Build the record of one landing CSV row, or return None for a row Glue would quarantine.
+
+    :param day: the landing partition the row came from. Glue quarantines a row of another day.
+    """
     if len(row) != len(EXPECTED_COLUMNS):
         return None
-    fields: list[str | None] = [value.strip() or None for value in row]
+    # Spark's trim removes spaces only, so a tab or a no-break space keeps a value invalid.
+    fields: list[str | None] = [value.strip(" ") or None for value in row]
     event_time, event_type, product_id, category_id, code, brand, price, user_id, session = fields
     if event_time is None or not _EVENT_TIME.match(event_time) or event_type not in EVENT_TYPES:
         return None
@@ -168,7 +174,7 @@ def landing_event(row: list[str]) -> Event | None:
         amount = Decimal(price)
     except (ValueError, InvalidOperation):
         return None
-    if amount < 0:
+    if amount < 0 or (day is not None and moment.date() != day):
         return None
     return make_event(
         event_id=landing_event_id(fields),
@@ -246,17 +252,33 @@ def _silver_events(stream: IO[bytes], start: datetime, end: datetime) -> Iterato
                 yield event
 
 
+def _split_line(line: str) -> list[str]:
+    """Split one CSV line into fields, keeping a bare CR inside a field as Spark's parser does."""
+    if "\r" not in line:
+        return next(csv.reader([line]), [])
+    # Python's csv module ends a record at a CR, so the CR is parked in a private-use character.
+    fields = next(csv.reader([line.replace("\r", _CR_STAND_IN)]), [])
+    return [value.replace(_CR_STAND_IN, "\r") for value in fields]
+
+
 def _landing_events(
-    stream: IO[bytes], name: str, start: datetime, end: datetime, stats: SourceStats
+    stream: IO[bytes], name: str, day: date, start: datetime, end: datetime, stats: SourceStats
 ) -> Iterator[Event]:
+    """Yield the usable rows of one landing file, split into rows as the Glue job splits them.
+
+    A row is one line ending at LF, without a trailing CR or a leading byte-order mark, so a
+    quote left open never swallows the lines after it. A line with bytes that are not UTF-8 is
+    skipped, as Glue quarantines it.
+    """
     raw: IO[bytes] = gzip.GzipFile(fileobj=stream) if name.endswith(".gz") else stream
-    text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
-    for row in csv.reader(text):
-        if not row or not "".join(row).strip():
+    for data in raw:
+        line = data.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+        line = line.removeprefix("\ufeff")
+        if _BLANK_LINE.fullmatch(line) or line == EXPECTED_HEADER:
             continue
-        if [value.strip().lstrip("\ufeff") for value in row] == list(EXPECTED_COLUMNS):
-            continue
-        event = landing_event(row)
+        event = None
+        if "\ufffd" not in line:
+            event = landing_event(_split_line(line), day)
         if event is None:
             stats.skipped_rows += 1
         elif start <= event.event_time < end:
@@ -283,7 +305,7 @@ def _day_events(files: LakeFiles, day: date, start: datetime, end: datetime, sta
     for path in landing:
         stats.files += 1
         with files.open(path) as stream:
-            yield from _landing_events(stream, path, start, end, stats)
+            yield from _landing_events(stream, path, day, start, end, stats)
 
 
 def _spill(events: list[Event], path: Path) -> Path:
@@ -380,7 +402,9 @@ class LocalCheckpoint:
 
 def checkpoint_key(stream_name: str, run_id: str, start: datetime, end: datetime) -> str:
     """Return the checkpoint's path under ``replay/checkpoints/``, one per stream, run and range."""
-    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_") or "run"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", stream_name) or stream_name in (".", ".."):
+        raise ReplayError(f"invalid stream name {stream_name!r} for a checkpoint path")
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_.") or "run"
     span = f"{start:%Y%m%dT%H%M%S}Z_{end:%Y%m%dT%H%M%S}Z"
     return f"{stream_name}/{safe_run}/{span}.json"
 
@@ -453,8 +477,13 @@ def put_batch(
                 len(pending),
             )
         else:
+            records = response.get("Records")
+            if not isinstance(records, list) or len(records) != len(pending):
+                # A server going down can answer 200 with no body. Nothing is known to be
+                # delivered, so the whole call counts as failed and is retried.
+                records = [{"ErrorCode": "IncompleteResponse"}] * len(pending)
             failed = []
-            for event, result in zip(pending, response["Records"], strict=True):
+            for event, result in zip(pending, records, strict=True):
                 if result.get("ErrorCode"):
                     failed.append(event)
                     stats.error_codes[result["ErrorCode"]] += 1
@@ -542,6 +571,28 @@ def _same_replay(state: dict[str, Any], result: ReplayResult) -> bool:
     return all(state.get(key) == getattr(result, key) for key in keys)
 
 
+def _load_checkpoint(checkpoint: CheckpointStore, max_events: int) -> dict[str, Any] | None:
+    """Load a checkpoint and check its shape, so a damaged one fails with its location."""
+    fix = "delete it to start the replay over"
+    try:
+        state = checkpoint.load()
+    except ValueError as error:
+        raise ReplayError(f"invalid checkpoint {checkpoint.location}: not JSON ({error}); {fix}") from error
+    if state is None:
+        return None
+    if not isinstance(state, dict):
+        raise ReplayError(f"invalid checkpoint {checkpoint.location}: expected a JSON object; {fix}")
+    sent = state.get("sent")
+    if isinstance(sent, bool) or not isinstance(sent, int) or not 0 <= sent <= max_events:
+        raise ReplayError(
+            f"invalid checkpoint {checkpoint.location}: sent {sent!r}, expected a count from 0 to "
+            f"max_events {max_events}; {fix}"
+        )
+    if not isinstance(state.get("first_sequence") or {}, dict):
+        raise ReplayError(f"invalid checkpoint {checkpoint.location}: first_sequence is not an object; {fix}")
+    return state
+
+
 def replay(
     events: Iterable[Event],
     client: Any,
@@ -578,7 +629,10 @@ def replay(
         max_events=max_events,
         speedup=speedup,
     )
-    state = checkpoint.load()
+    state = _load_checkpoint(checkpoint, max_events)
+    if state is not None and state.get("complete") and not state.get("sent"):
+        # A finished replay that found nothing: the days may have been landed since.
+        state = None
     if state is not None:
         if not _same_replay(state, result):
             raise ReplayError(
@@ -712,7 +766,8 @@ def replay(
     save(complete=True)
     log.info(
         "Replay into %s of run %s finished: %d records sent (%d in this try) in %.1f s over %d "
-        "PutRecords calls, %d records resent, max lag %.1f s, sources %s",
+        "PutRecords calls, %d records resent, max lag %.1f s, %d landing rows skipped as the Glue "
+        "job would quarantine them, %s, sources %s",
         stream_name,
         run_id,
         result.sent,
@@ -721,6 +776,8 @@ def replay(
         result.calls,
         result.resent_records,
         result.max_lag_seconds,
+        result.skipped_rows,
+        f"stopped at max_events {max_events}" if result.sent >= max_events else "the whole range sent",
         json.dumps(result.sources),
     )
     return result

@@ -31,7 +31,8 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
 # The stream that deploy/infrastructure.yaml creates (its KinesisStreamName default).
 DEFAULT_STREAM_NAME = "ecommerce-events"
 # Kinesis stream names: 1 to 128 letters, digits, '_', '.' or '-' (CreateStream API reference).
-STREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# "." and ".." are rejected as well, because the name is also a folder of replay checkpoints.
+STREAM_NAME_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$")
 # Managed Service for Apache Flink application names follow the same rule.
 _FLINK_APPLICATION_PATTERN = STREAM_NAME_PATTERN
 # A guard against typos only: the account's Kinesis shard quota applies on top of it.

@@ -21,13 +21,17 @@ class LocalEnsureStreamOperator(BaseOperator):
     """Start or reuse the local Kinesis endpoint, then create the stream when it is missing."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from lakehouse.kinesis_local import ensure_endpoint, kinesis_client
+        from lakehouse.kinesis_local import EndpointError, ensure_endpoint, kinesis_client
         from lakehouse.replay import ensure_stream
 
         settings = Settings.from_env()
         name = stream_name(settings, replay_parameters(context))
         folder = Path(settings.lake.kinesis_local_dir)
-        endpoint, started = ensure_endpoint(folder, settings.kinesis_local_port)
+        try:
+            endpoint, started = ensure_endpoint(folder, settings.kinesis_local_port)
+        except EndpointError as error:
+            # A taken port or a server that does not start: a retry would fail the same way.
+            raise AirflowFailException(str(error)) from error
         self.log.info(
             "%s the local Kinesis endpoint %s (pid %d, recorded in %s)",
             "Started" if started else "Reusing",
