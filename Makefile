@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)/plugins
 export LAKEHOUSE_TARGET ?= local
 export LAKEHOUSE_LOCAL_ROOT ?= $(CURDIR)/.lake
 
-.PHONY: install run test lint format clean airflow airflow-stop replay
+.PHONY: install run test lint format clean airflow airflow-stop replay replay-stop land
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,15 @@ run: $(AIRFLOW_HOME)/airflow.db
 		|| (grep -E "Error|Exception|timed out" $(AIRFLOW_HOME)/dags-test.log | tail -n 5; \
 		    echo "DAG run failed; full log: $(AIRFLOW_HOME)/dags-test.log"; exit 1)
 	@$(BIN)/python -m lakehouse.cli summary --date $(DAY)
+
+## Land raw Kaggle files (CSV or gzip, any size) into the local lake: make land FILE="a.csv.gz b.csv"
+land: $(VENV)/.installed
+	@test -n "$(FILE)" || (echo 'usage: make land FILE=path/to/2019-Oct.csv.gz'; exit 2)
+	@$(BIN)/python -m lakehouse.cli land $(FILE)
+
+## Stop the local Kinesis endpoint that a replay left running (KEEP_STREAM=1, or a replay from the UI).
+replay-stop: $(VENV)/.installed
+	@$(BIN)/python -m lakehouse.kinesis_local stop
 
 ## Replay DAY of the shipped real rows into a local Kinesis stream (moto on 127.0.0.1) at speed-up
 ## SPEEDUP (default 0: as fast as it accepts), read them back, then stop the endpoint unless KEEP_STREAM=1.
@@ -70,6 +79,8 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
+	@# The local Kinesis endpoint is recorded in the lake: stop it before the record goes.
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m lakehouse.kinesis_local stop; fi
 	rm -rf .lake .airflow
 
 ## Start a local Airflow 3 (UI on http://127.0.0.1:8080) with this package; Ctrl-C stops it.

@@ -75,7 +75,7 @@ def check_header(prefix: bytes, name: str) -> None:
     if first != EXPECTED_HEADER:
         raise LandingError(
             f"{name}: invalid header {first[:200]!r}; expected {EXPECTED_HEADER!r}. "
-            "Land raw files with `python -m lakehouse.cli land`, which adds the header."
+            "Land raw files with `make land FILE=...` (lakehouse.cli land), which adds the header."
         )
     if len(lines) < 2 or not lines[1].strip():
         raise LandingError(f"{name}: file has the header but no rows")

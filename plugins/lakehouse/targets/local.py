@@ -79,7 +79,8 @@ class LocalLandingSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(
                 f"timed out after {self.timeout} s waiting for landing files of {day} under "
                 f"{settings.lake.landing_day(day.isoformat())}; land them with "
-                "`python -m lakehouse.cli land FILE`, then run the day again"
+                "`make land FILE=...` (or `python -m lakehouse.cli land FILE` with plugins/ on "
+                "PYTHONPATH), then run the day again"
             ) from error
 
 
