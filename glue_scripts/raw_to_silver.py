@@ -301,7 +301,10 @@ def run(spark: SparkSession, options: dict[str, str]) -> dict[str, object]:
         rows_in = events.count()
 
         quarantined = quarantine_rows(parsed, event_date)
-        quarantined.drop("landing_event_date").coalesce(1).write.mode("overwrite").parquet(
+        # repartition, not coalesce: coalesce(1) would pull the parsing and caching of every row
+        # into one task, on one core and in one cache block, which ran out of memory at 10
+        # million rows. Only the few rejected rows cross this shuffle.
+        quarantined.drop("landing_event_date").repartition(1).write.mode("overwrite").parquet(
             partition_path(options["quarantine_path"], event_date)
         )
         to_silver(parsed).coalesce(output_files).write.mode("overwrite").parquet(

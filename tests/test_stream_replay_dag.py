@@ -282,6 +282,7 @@ def test_aws_target_replays_from_bucket(aws_lake):
 
 
 def test_flink_step_skips_or_reuses_running_app(monkeypatch):
+    """DescribeApplication and StartApplication are mocked here, not sent to moto's server."""
     from unittest import mock
 
     from airflow.sdk.exceptions import AirflowSkipException

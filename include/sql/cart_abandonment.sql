@@ -14,7 +14,7 @@ WITH (
     partitioned_by = ARRAY['event_date']
 ) AS
 WITH carts AS (
-    -- A row number tells two carts apart in the join below. It replaces event_id, a
+    -- A row number identifies each cart in the join below. It replaces event_id, a
     -- 32-character hash that Parquet cannot compress, which made this query read 1.9 times the
     -- bytes (bench/gold_bytes.py, 1.28 million events a day).
     SELECT

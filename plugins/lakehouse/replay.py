@@ -479,7 +479,7 @@ def put_batch(
         else:
             records = response.get("Records")
             if not isinstance(records, list) or len(records) != len(pending):
-                # A server going down can answer 200 with no body. Nothing is known to be
+                # A server going down can return HTTP 200 with no body. Nothing is known to be
                 # delivered, so the whole call counts as failed and is retried.
                 records = [{"ErrorCode": "IncompleteResponse"}] * len(pending)
             failed = []

@@ -1,7 +1,6 @@
 """The replay and reconcile steps of the streaming replay DAG, shared by both targets.
 
-A target's subclass says where the lake's files, the Kinesis client and the checkpoint come
-from. Everything else, from validating the parameters to failing with counts, is the same code.
+A target's subclass supplies the lake's files, the Kinesis client and the checkpoint. Everything else, from validating the parameters to failing with counts, is the same code.
 """
 
 from __future__ import annotations
