@@ -116,8 +116,14 @@ def load_glue_script(path: Path) -> Any:
     return module
 
 
-def local_spark_session(master: str) -> Any:
-    """Start or reuse a Spark session bound to 127.0.0.1, with the UI and progress bars off."""
+def local_spark_session(master: str, driver_memory: str | None = None) -> Any:
+    """Start or reuse a Spark session bound to 127.0.0.1, with the UI and progress bars off.
+
+    :param driver_memory: the JVM heap, such as ``4g``, used only when this call starts the JVM.
+        Local mode runs every task in the driver, and Spark's default of 1g ran out of heap
+        caching a day of 10 million rows.
+    """
+    driver_memory = driver_memory or os.environ.get("LAKEHOUSE_SPARK_DRIVER_MEMORY", "").strip() or "4g"
     from pyspark.sql import SparkSession
 
     # Without it the JVM resolves the host name and picks a network interface's address for its
@@ -128,6 +134,7 @@ def local_spark_session(master: str) -> Any:
         .appName("ecommerce_lakehouse_local")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.memory", driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "4")
