@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import textwrap
 import pytest
 from conftest import PROJECT_ROOT
 
-from lakehouse.settings import GOLD_TABLES
+from lakehouse.settings import GOLD_TABLES, Settings, SettingsError
 
 DAG_FOLDER = PROJECT_ROOT / "dags"
 TARGETS = ("local", "aws")
@@ -89,8 +90,11 @@ def test_batch_params_have_titles_and_types(dagbag):
         assert param.description, name
 
 
-def test_both_targets_same_shape():
-    """Both targets give the same task ids in the same order."""
+def task_shapes(dag_id: str) -> dict[str, list[list[str]]]:
+    """Return each target's ``[task_id, operator class]`` list, topologically sorted.
+
+    Each target is loaded in a fresh process because ``LAKEHOUSE_TARGET`` is read at import.
+    """
     script = textwrap.dedent(
         f"""
         import json, os, sys
@@ -100,14 +104,21 @@ def test_both_targets_same_shape():
         for target in ("local", "aws"):
             os.environ["LAKEHOUSE_TARGET"] = target
             bag = DagBag(dag_folder={str(DAG_FOLDER)!r})
-            dag = bag.dags["ecommerce_batch_lakehouse"]
-            out[target] = [t.task_id for t in dag.topological_sort()]
+            dag = bag.dags[{dag_id!r}]
+            out[target] = [[t.task_id, type(t).__name__] for t in dag.topological_sort()]
         print(json.dumps(out))
         """
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    shapes = __import__("json").loads(result.stdout.strip().splitlines()[-1])
-    assert shapes["local"] == shapes["aws"] == EXPECTED_ORDER
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_both_targets_same_shape():
+    """Both targets give the same task ids in the same order."""
+    shapes = task_shapes("ecommerce_batch_lakehouse")
+    local = [task_id for task_id, _ in shapes["local"]]
+    aws = [task_id for task_id, _ in shapes["aws"]]
+    assert local == aws == EXPECTED_ORDER
 
 
 @pytest.mark.parametrize("dag_file", ["ecommerce_batch_lakehouse.py", "ecommerce_stream_replay.py"])
@@ -212,22 +223,14 @@ def test_stream_params_reject_invalid(dagbag, name, value):
 
 def test_stream_dag_both_targets_same_shape():
     """Both targets give the stream DAG the same task ids in the same order."""
-    script = textwrap.dedent(
-        f"""
-        import json, os, sys
-        sys.path.insert(0, {str(PROJECT_ROOT / "plugins")!r})
-        from airflow.dag_processing.dagbag import DagBag
-        out = {{}}
-        for target in ("local", "aws"):
-            os.environ["LAKEHOUSE_TARGET"] = target
-            bag = DagBag(dag_folder={str(DAG_FOLDER)!r})
-            dag = bag.dags[{STREAM_DAG_ID!r}]
-            out[target] = [[t.task_id, type(t).__name__] for t in dag.topological_sort()]
-        print(json.dumps(out))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    shapes = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    shapes = task_shapes(STREAM_DAG_ID)
     assert [task_id for task_id, _ in shapes["local"]] == STREAM_ORDER
     assert [task_id for task_id, _ in shapes["aws"]] == STREAM_ORDER
     assert dict(shapes["aws"])["start_analytics_app"] == "AwsStartAnalyticsAppOperator"
+
+
+def test_spark_driver_memory_setting():
+    assert Settings.from_env({}).spark_driver_memory == "4g"
+    assert Settings.from_env({"LAKEHOUSE_SPARK_DRIVER_MEMORY": "512M"}).spark_driver_memory == "512m"
+    with pytest.raises(SettingsError, match="invalid LAKEHOUSE_SPARK_DRIVER_MEMORY 'lots'"):
+        Settings.from_env({"LAKEHOUSE_SPARK_DRIVER_MEMORY": "lots"})

@@ -145,6 +145,13 @@ def _wait_for_run(ui: dict, dag_id: str, timeout: float) -> dict:
         time.sleep(5)
 
 
+def _screenshot_run(page, ui: dict, dag_id: str, run: dict, name: str) -> None:
+    page.goto(f"{ui['url']}/dags/{dag_id}/runs/{run['dag_run_id']}")
+    # The run page draws its task list after the first paint.
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
 def test_start_command_prints_url_and_login(airflow_ui):
     assert f"Airflow is up at {airflow_ui['url']}" in airflow_ui["output"]
     assert f"Log in as admin with password {airflow_ui['password']}" in airflow_ui["output"]
@@ -190,9 +197,7 @@ def test_trigger_run_and_dashboard(airflow_ui, browser):
     page.locator("[data-testid=trigger-dag-submit]").click()
 
     run = _wait_for_run(airflow_ui, DAG_ID, 420)
-    page.goto(f"{airflow_ui['url']}/dags/{DAG_ID}/runs/{run['dag_run_id']}")
-    page.wait_for_timeout(3000)
-    page.screenshot(path=str(ARTIFACTS / "dag-run.png"))
+    _screenshot_run(page, airflow_ui, DAG_ID, run, "dag-run.png")
     assert run["state"] == "success", run
     assert run["conf"]["event_date"] == "2019-10-01"
 
@@ -258,9 +263,7 @@ def test_trigger_replay_and_read_back(airflow_ui, browser):
     page.locator("[data-testid=trigger-dag-submit]").click()
 
     run = _wait_for_run(airflow_ui, REPLAY_DAG_ID, 300)
-    page.goto(f"{airflow_ui['url']}/dags/{REPLAY_DAG_ID}/runs/{run['dag_run_id']}")
-    page.wait_for_timeout(3000)
-    page.screenshot(path=str(ARTIFACTS / "replay-run.png"))
+    _screenshot_run(page, airflow_ui, REPLAY_DAG_ID, run, "replay-run.png")
     assert run["state"] == "success", run
     assert run["conf"]["speedup"] == 0
 

@@ -84,6 +84,14 @@ def _stream_shards(env: Mapping[str, str]) -> int | None:
     return shards
 
 
+def _jvm_memory(env: Mapping[str, str], name: str, default: str) -> str:
+    """Return a JVM memory size such as ``4g`` or ``512m``, as ``spark.driver.memory`` takes it."""
+    value = env.get(name, "").strip().lower() or default
+    if not re.fullmatch(r"[1-9][0-9]*[kmgt]", value):
+        raise SettingsError(f"invalid {name} {value!r}: expected a size such as 4g or 512m")
+    return value
+
+
 def _port(env: Mapping[str, str], name: str) -> int:
     """Return a TCP port, or 0 to let the system pick a free one."""
     raw = env.get(name, "").strip()
@@ -163,6 +171,9 @@ class Settings:
     sql_dir: Path
     glue_scripts_dir: Path
     spark_master: str
+    # Local mode runs every task in the driver JVM, and Spark's default heap of 1g ran out
+    # caching a day of 10 million rows.
+    spark_driver_memory: str = "4g"
     # The streaming replay DAG. Defaults keep Settings(...) built by hand valid.
     stream_name: str = DEFAULT_STREAM_NAME
     stream_shards: int | None = None
@@ -195,6 +206,7 @@ class Settings:
             sql_dir=_project_dir(env, "LAKEHOUSE_SQL_DIR", "include", "sql"),
             glue_scripts_dir=_project_dir(env, "LAKEHOUSE_GLUE_SCRIPTS_DIR", "glue_scripts"),
             spark_master=env.get("LAKEHOUSE_SPARK_MASTER", "").strip() or "local[*]",
+            spark_driver_memory=_jvm_memory(env, "LAKEHOUSE_SPARK_DRIVER_MEMORY", "4g"),
             stream_name=_stream_name(env),
             stream_shards=_stream_shards(env),
             flink_application=_flink_application(env),

@@ -120,10 +120,9 @@ def local_spark_session(master: str, driver_memory: str | None = None) -> Any:
     """Start or reuse a Spark session bound to 127.0.0.1, with the UI and progress bars off.
 
     :param driver_memory: the JVM heap, such as ``4g``, used only when this call starts the JVM.
-        Local mode runs every task in the driver, and Spark's default of 1g ran out of heap
-        caching a day of 10 million rows.
+        By default, ``LAKEHOUSE_SPARK_DRIVER_MEMORY`` through the settings.
     """
-    driver_memory = driver_memory or os.environ.get("LAKEHOUSE_SPARK_DRIVER_MEMORY", "").strip() or "4g"
+    driver_memory = driver_memory or Settings.from_env().spark_driver_memory
     from pyspark.sql import SparkSession
 
     # Without it the JVM resolves the host name and picks a network interface's address for its
@@ -155,7 +154,7 @@ class LocalGlueJobOperator(BaseOperator):
         day = _event_date(context)
         arguments = glue_job_arguments(settings.lake, day)
         script = load_glue_script(settings.glue_scripts_dir / GLUE_SCRIPT)
-        local_spark_session(settings.spark_master)
+        local_spark_session(settings.spark_master, settings.spark_driver_memory)
         self.log.info("Running %s with %s", GLUE_SCRIPT, json.dumps(arguments))
         metrics = script.main(as_argv(arguments))
         self.log.info("Glue script counts: %s", json.dumps(metrics))
